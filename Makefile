@@ -1,0 +1,132 @@
+# ngx_http_voice_module: build, run and test.
+#
+#   make run     nginx with the module on 127.0.0.1:8080 (foreground)
+#   make test    every test suite
+#   make bench   the standard load scenarios (not part of make test)
+
+SHELL       := /bin/bash
+NGX_SRC     ?= /usr/share/nginx/src
+NGINX       ?= /usr/sbin/nginx
+BUILD       := $(CURDIR)/build
+NGX_BUILD   := $(BUILD)/nginx-src
+MODULE      := $(BUILD)/ngx_http_voice_module.so
+PY          := /usr/bin/python3
+CC          ?= cc
+CFLAGS_TOOL := -O2 -g -Wall -Wextra -Werror
+
+# Every Debian package the project needs, in one place.
+DEBIAN_PACKAGES := nginx nginx-dev build-essential pkg-config \
+    libssl-dev libpcre2-dev zlib1g-dev libjansson-dev \
+    libcmocka-dev libtest-base-perl libtext-diff-perl libtest-longstring-perl \
+    liblist-moreutils-perl libipc-run-perl libwww-perl libjson-perl \
+    python3-websockets nodejs procps
+
+MODULE_SRCS := $(wildcard ngx_http_voice_module/*.[ch] state/*.[ch]) config
+
+# Pure units and the sources each unit test links.
+UNIT_TESTS  := ws ring state
+UNIT_ws     := ngx_http_voice_module/ngx_http_voice_ws.c
+UNIT_ring   := ngx_http_voice_module/ngx_http_voice_ring.c
+UNIT_state  := state/ngx_http_voice_state.c
+UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
+               -I$(NGX_BUILD)/src/event -I$(NGX_BUILD)/src/os/unix \
+               -Ingx_http_voice_module -Istate
+
+TOOLS       := $(BUILD)/voice-bench
+
+.PHONY: all deps module tools unit run test test-unit test-nginx \
+        test-integration bench clean
+
+all: module tools
+
+deps: $(BUILD)/.deps
+
+$(BUILD)/.deps: Makefile
+	@mkdir -p $(BUILD)
+	@missing=""; \
+	for p in $(DEBIAN_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	        apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+# nginx's own build system compiles the module against Debian's nginx
+# sources with the flags Debian used (--with-compat among them), so the
+# result loads into the stock /usr/sbin/nginx.
+$(NGX_BUILD)/Makefile: config | $(BUILD)/.deps
+	rm -rf $(NGX_BUILD)
+	cp -r $(NGX_SRC) $(NGX_BUILD)
+	cd $(NGX_BUILD) && source ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt="-g -O2 -Wall -Werror" \
+	        --add-dynamic-module=$(CURDIR) > $(BUILD)/configure.log
+	@touch $@
+
+module: $(MODULE)
+
+$(MODULE): $(NGX_BUILD)/Makefile $(MODULE_SRCS)
+	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
+	cp $(NGX_BUILD)/objs/ngx_http_voice_module.so $@
+
+tools: $(TOOLS)
+
+$(BUILD)/voice-bench: tools/voice-bench.c | $(BUILD)/.deps
+	$(CC) $(CFLAGS_TOOL) -o $@ $< -lm
+
+# C unit tests (cmocka) of the pure parts: no nginx runtime involved.
+unit: $(addprefix $(BUILD)/unit/test_,$(UNIT_TESTS))
+
+$(BUILD)/unit/test_%: t/unit/test_%.c $(NGX_BUILD)/Makefile $(MODULE_SRCS)
+	@mkdir -p $(BUILD)/unit
+	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
+	    $(UNIT_INCS) -o $@ $< $(UNIT_$*) -lcmocka
+
+# ---- running ---------------------------------------------------------------
+
+RUN_PREFIX := $(BUILD)/run
+
+run: all
+	@mkdir -p $(RUN_PREFIX)/logs $(RUN_PREFIX)/tmp
+	@sed -e 's|@MODULE@|$(MODULE)|g' -e 's|@ROOT@|$(CURDIR)|g' \
+	    conf/nginx.conf > $(RUN_PREFIX)/nginx.conf
+	$(NGINX) -t -q -p $(RUN_PREFIX)/ -c $(RUN_PREFIX)/nginx.conf
+	@echo "voice endpoint: ws://127.0.0.1:8080/voice  (echo pipeline)"
+	@echo "stop with Ctrl-C"
+	exec $(NGINX) -p $(RUN_PREFIX)/ -c $(RUN_PREFIX)/nginx.conf \
+	    -g 'daemon off; master_process on;'
+
+# ---- tests -----------------------------------------------------------------
+
+test: all unit
+	@$(MAKE) -s test-unit test-nginx test-integration
+
+test-unit: unit
+	@set -e; for t in $(UNIT_TESTS); do $(BUILD)/unit/test_$$t; done
+
+# The t/*.t files are Test::Nginx::Socket suites.  When the real
+# Test::Nginx (CPAN) is not installed, the compatible runner in t/lib
+# takes its place.
+test-nginx: all
+	@export TEST_NGINX_BINARY=$(NGINX) \
+	    TEST_NGINX_LOAD_MODULES=$(MODULE) \
+	    TEST_NGINX_SERVROOT=$(BUILD)/servroot; \
+	if perl -MTest::Nginx::Socket -e 1 2>/dev/null; then \
+	    prove t/*.t; \
+	else \
+	    prove -It/lib t/*.t; \
+	fi
+
+test-integration: all
+	@cd t/integration && $(PY) run.py
+
+bench: all
+	@$(PY) tools/bench.py
+
+clean:
+	rm -rf $(BUILD) t/servroot

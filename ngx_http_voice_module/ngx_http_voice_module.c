@@ -1,0 +1,687 @@
+
+/*
+ * ngx_http_voice_module: directives, configuration and the location
+ * handler that checks the WebSocket upgrade and hands the connection to a
+ * voice session.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <ngx_sha1.h>
+
+#include "ngx_http_voice_module.h"
+#include "ngx_http_voice_session.h"
+#include "ngx_http_voice_ws.h"
+
+
+/* nginx 1.22 has no name for it */
+#define NGX_HTTP_UPGRADE_REQUIRED  426
+
+
+typedef struct {
+    ngx_conf_post_handler_pt  post_handler;
+    ngx_uint_t                low;
+    ngx_uint_t                high;
+    char                     *unit;
+} ngx_http_voice_bounds_t;
+
+
+static ngx_int_t ngx_http_voice_handler(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_voice_check_upgrade(ngx_http_request_t *r,
+    ngx_http_voice_loc_conf_t *vlcf, ngx_str_t *key, ngx_uint_t *protocol,
+    const char **reason);
+static ngx_int_t ngx_http_voice_accept(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_uint_t protocol);
+static ngx_int_t ngx_http_voice_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, const char *reason);
+static ngx_table_elt_t *ngx_http_voice_header(ngx_http_request_t *r,
+    const char *name, const char *token, ngx_uint_t *count);
+static ngx_uint_t ngx_http_voice_has_token(ngx_str_t *value,
+    const char *token);
+static ngx_int_t ngx_http_voice_add_header(ngx_http_request_t *r,
+    const char *name, ngx_str_t *value);
+
+static void *ngx_http_voice_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_voice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_voice_pipeline(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_voice_check_bounds(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+static ngx_http_voice_bounds_t  ngx_http_voice_delay_bounds = {
+    ngx_http_voice_check_bounds, 0, 60000, "ms"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_timeout_bounds = {
+    ngx_http_voice_check_bounds, 1, 86400000, "ms"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_frame_bounds = {
+    ngx_http_voice_check_bounds, 125, 16 * 1024 * 1024, "bytes"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_buffer_bounds = {
+    ngx_http_voice_check_bounds, 1024, 64 * 1024 * 1024, "bytes"
+};
+
+
+static ngx_command_t  ngx_http_voice_commands[] = {
+
+    { ngx_string("voice"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_voice,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("voice_pipeline"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_voice_pipeline,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("voice_echo_delay"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, echo_delay),
+      &ngx_http_voice_delay_bounds },
+
+    { ngx_string("voice_max_frame_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, max_frame_size),
+      &ngx_http_voice_frame_bounds },
+
+    { ngx_string("voice_max_message_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, max_message_size),
+      &ngx_http_voice_frame_bounds },
+
+    { ngx_string("voice_idle_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, idle_timeout),
+      &ngx_http_voice_timeout_bounds },
+
+    { ngx_string("voice_send_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, send_timeout),
+      &ngx_http_voice_timeout_bounds },
+
+    { ngx_string("voice_send_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, send_buffer),
+      &ngx_http_voice_buffer_bounds },
+
+    { ngx_string("voice_echo_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, echo_buffer),
+      &ngx_http_voice_buffer_bounds },
+
+    { ngx_string("voice_allow_origin"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, origins),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_voice_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_voice_create_loc_conf,        /* create location configuration */
+    ngx_http_voice_merge_loc_conf          /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_voice_module = {
+    NGX_MODULE_V1,
+    &ngx_http_voice_module_ctx,            /* module context */
+    ngx_http_voice_commands,               /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_voice_handler(ngx_http_request_t *r)
+{
+    ngx_str_t                   key;
+    ngx_uint_t                  status, protocol;
+    const char                 *reason;
+    ngx_http_voice_loc_conf_t  *vlcf;
+
+    if (r != r->main) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "voice: a voice location cannot serve a subrequest");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    vlcf = ngx_http_get_module_loc_conf(r, ngx_http_voice_module);
+
+    ngx_str_null(&key);
+    protocol = 0;
+    reason = NULL;
+
+    status = ngx_http_voice_check_upgrade(r, vlcf, &key, &protocol, &reason);
+
+    if (status) {
+        return ngx_http_voice_refuse(r, status, reason);
+    }
+
+    return ngx_http_voice_accept(r, &key, protocol);
+}
+
+
+/* 0 for a valid upgrade, otherwise the status to refuse it with */
+
+static ngx_uint_t
+ngx_http_voice_check_upgrade(ngx_http_request_t *r,
+    ngx_http_voice_loc_conf_t *vlcf, ngx_str_t *key, ngx_uint_t *protocol,
+    const char **reason)
+{
+    u_char            decoded[32];
+    ngx_str_t         raw, *origin;
+    ngx_uint_t        i, n;
+    ngx_table_elt_t  *h;
+
+    if (r->http_version != NGX_HTTP_VERSION_11) {
+        *reason = "WebSocket needs HTTP/1.1";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (r->method != NGX_HTTP_GET) {
+        *reason = "WebSocket upgrade must be a GET";
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    if (ngx_http_voice_header(r, "Upgrade", "websocket", &n) == NULL) {
+        *reason = "\"Upgrade: websocket\" expected";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (ngx_http_voice_header(r, "Connection", "upgrade", &n) == NULL) {
+        *reason = "\"Connection: upgrade\" expected";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+        *reason = "WebSocket upgrade with a body";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    h = ngx_http_voice_header(r, "Sec-WebSocket-Version", NULL, &n);
+
+    if (h == NULL || n != 1 || h->value.len != 2
+        || ngx_strncmp(h->value.data, "13", 2) != 0)
+    {
+        *reason = "Sec-WebSocket-Version 13 expected";
+        return NGX_HTTP_UPGRADE_REQUIRED;
+    }
+
+    h = ngx_http_voice_header(r, "Sec-WebSocket-Key", NULL, &n);
+
+    if (h == NULL || n != 1 || h->value.len != 24) {
+        *reason = "Sec-WebSocket-Key is not a 16-byte base64 value";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    raw.data = decoded;
+
+    if (ngx_decode_base64(&raw, &h->value) != NGX_OK || raw.len != 16) {
+        *reason = "Sec-WebSocket-Key is not a 16-byte base64 value";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    *key = h->value;
+
+    /* the subprotocol may be offered in several headers */
+
+    h = ngx_http_voice_header(r, "Sec-WebSocket-Protocol",
+                              NGX_HTTP_VOICE_PROTOCOL, &n);
+
+    *protocol = (h != NULL);
+
+    if (n && h == NULL) {
+        *reason = "subprotocol \"" NGX_HTTP_VOICE_PROTOCOL "\" not offered";
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    /* clients outside browsers send no Origin: the list binds browsers */
+
+    h = ngx_http_voice_header(r, "Origin", NULL, &n);
+
+    if (vlcf->origins && h) {
+        origin = vlcf->origins->elts;
+
+        for (i = 0; i < vlcf->origins->nelts; i++) {
+            if (origin[i].len == h->value.len
+                && ngx_strncasecmp(origin[i].data, h->value.data,
+                                   h->value.len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == vlcf->origins->nelts) {
+            *reason = "origin not allowed";
+            return NGX_HTTP_FORBIDDEN;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_voice_accept(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_uint_t protocol)
+{
+    u_char      digest[20], *p;
+    ngx_int_t   rc;
+    ngx_str_t   value, sha1;
+    ngx_sha1_t  ctx;
+
+    ngx_sha1_init(&ctx);
+    ngx_sha1_update(&ctx, key->data, key->len);
+    ngx_sha1_update(&ctx, NGX_HTTP_VOICE_WS_GUID,
+                    sizeof(NGX_HTTP_VOICE_WS_GUID) - 1);
+    ngx_sha1_final(digest, &ctx);
+
+    p = ngx_pnalloc(r->pool, ngx_base64_encoded_length(20));
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    sha1.data = digest;
+    sha1.len = 20;
+    value.data = p;
+    ngx_encode_base64(&value, &sha1);
+
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
+    r->headers_out.content_length_n = -1;
+    r->keepalive = 0;
+
+    if (ngx_http_voice_add_header(r, "Sec-WebSocket-Accept", &value)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&value, "websocket");
+
+    if (ngx_http_voice_add_header(r, "Upgrade", &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (protocol) {
+        ngx_str_set(&value, NGX_HTTP_VOICE_PROTOCOL);
+
+        if (ngx_http_voice_add_header(r, "Sec-WebSocket-Protocol", &value)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    rc = ngx_http_voice_session_create(r);
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_send_special(r, NGX_HTTP_FLUSH) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    /* the session owns the connection from now on */
+
+    r->main->count++;
+
+    ngx_http_voice_session_run(r);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_voice_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *reason)
+{
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_str_t     value;
+    ngx_chain_t   out;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "voice: upgrade refused: %s", reason);
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (status == NGX_HTTP_UPGRADE_REQUIRED) {
+        ngx_str_set(&value, "13");
+
+        if (ngx_http_voice_add_header(r, "Sec-WebSocket-Version", &value)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
+    }
+
+    if (status == NGX_HTTP_NOT_ALLOWED) {
+        ngx_str_set(&value, "GET");
+
+        if (ngx_http_voice_add_header(r, "Allow", &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    len = ngx_strlen(reason);
+
+    b = ngx_create_temp_buf(r->pool, len + 1);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, reason, len);
+    *b->last++ = LF;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len + 1;
+    ngx_str_set(&r->headers_out.content_type, "text/plain");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * The first request header with this name that holds the token (any such
+ * header when token is NULL); *count gets how many have the name.
+ */
+
+static ngx_table_elt_t *
+ngx_http_voice_header(ngx_http_request_t *r, const char *name,
+    const char *token, ngx_uint_t *count)
+{
+    size_t            len;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *found;
+
+    len = ngx_strlen(name);
+    found = NULL;
+    *count = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != len
+            || ngx_strncasecmp(h[i].key.data, (u_char *) name, len) != 0)
+        {
+            continue;
+        }
+
+        (*count)++;
+
+        if (found == NULL
+            && (token == NULL || ngx_http_voice_has_token(&h[i].value, token)))
+        {
+            found = &h[i];
+        }
+    }
+
+    return found;
+}
+
+
+/* a comma separated list holds the token, compared case-insensitively */
+
+static ngx_uint_t
+ngx_http_voice_has_token(ngx_str_t *value, const char *token)
+{
+    size_t   len;
+    u_char  *p, *last, *start;
+
+    len = ngx_strlen(token);
+    p = value->data;
+    last = p + value->len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ',' && *p != ' ' && *p != '\t') {
+            p++;
+        }
+
+        if ((size_t) (p - start) == len
+            && ngx_strncasecmp(start, (u_char *) token, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_voice_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value = *value;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_voice_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_voice_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_voice_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->pipeline = NGX_CONF_UNSET_UINT;
+    conf->echo_delay = NGX_CONF_UNSET_MSEC;
+    conf->max_frame_size = NGX_CONF_UNSET_SIZE;
+    conf->max_message_size = NGX_CONF_UNSET_SIZE;
+    conf->idle_timeout = NGX_CONF_UNSET_MSEC;
+    conf->send_timeout = NGX_CONF_UNSET_MSEC;
+    conf->send_buffer = NGX_CONF_UNSET_SIZE;
+    conf->echo_buffer = NGX_CONF_UNSET_SIZE;
+    conf->origins = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_voice_loc_conf_t *prev = parent;
+    ngx_http_voice_loc_conf_t *conf = child;
+
+    ngx_conf_merge_uint_value(conf->pipeline, prev->pipeline,
+                              NGX_HTTP_VOICE_PIPELINE_ECHO);
+    ngx_conf_merge_msec_value(conf->echo_delay, prev->echo_delay, 500);
+    ngx_conf_merge_size_value(conf->max_frame_size, prev->max_frame_size,
+                              64 * 1024);
+    ngx_conf_merge_size_value(conf->max_message_size,
+                              prev->max_message_size, 256 * 1024);
+    ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 60000);
+    ngx_conf_merge_msec_value(conf->send_timeout, prev->send_timeout, 10000);
+    ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
+                              64 * 1024);
+    ngx_conf_merge_size_value(conf->echo_buffer, prev->echo_buffer,
+                              64 * 1024);
+    ngx_conf_merge_ptr_value(conf->origins, prev->origins, NULL);
+
+    if (conf->max_message_size < conf->max_frame_size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_max_message_size\" %uz is smaller than "
+                           "\"voice_max_frame_size\" %uz",
+                           conf->max_message_size, conf->max_frame_size);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_voice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == ngx_http_voice_handler) {
+        return "is duplicate";
+    }
+
+    if (clcf->handler) {
+        return "conflicts with another content handler in this location";
+    }
+
+    clcf->handler = ngx_http_voice_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_voice_pipeline(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_voice_loc_conf_t *vlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (vlcf->pipeline != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "echo") == 0) {
+        vlcf->pipeline = NGX_HTTP_VOICE_PIPELINE_ECHO;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "agent") == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_pipeline agent\" is not available in "
+                           "this version of the module, only \"echo\" is");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\", "
+                       "it must be \"echo\" or \"agent\"",
+                       &value[1], &cmd->name);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_voice_check_bounds(ngx_conf_t *cf, void *post, void *data)
+{
+    ngx_http_voice_bounds_t *b = post;
+    ngx_uint_t              *v = data;
+
+    if (*v < b->low || *v > b->high) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "value must be between %ui and %ui %s",
+                           b->low, b->high, b->unit);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}

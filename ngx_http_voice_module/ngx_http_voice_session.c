@@ -1,0 +1,1092 @@
+
+/*
+ * A voice session owns an upgraded connection: it reads and parses
+ * frames, turns them into events for the state machine, carries out the
+ * actions the machine returns, and writes frames back through a bounded
+ * outbound queue.
+ *
+ * Every path that ends a session goes through
+ * ngx_http_voice_session_finalize(); after it the session is not touched.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <openssl/rand.h>
+
+#include "ngx_http_voice_session.h"
+
+
+/* what came with an event: audio bytes or a decoded text message */
+typedef struct {
+    u_char                     *data;
+    size_t                      len;
+    ngx_http_voice_message_t   *msg;
+} ngx_http_voice_input_t;
+
+
+/* a record of the echo delay line, followed by its payload */
+typedef struct {
+    ngx_msec_t                  due;
+    size_t                      len;
+} ngx_http_voice_echo_t;
+
+
+static void ngx_http_voice_session_read_event(ngx_event_t *rev);
+static void ngx_http_voice_session_read(ngx_http_request_t *r);
+static void ngx_http_voice_session_write(ngx_http_request_t *r);
+static void ngx_http_voice_session_echo(ngx_event_t *ev);
+static void ngx_http_voice_session_cleanup(void *data);
+
+static ngx_int_t ngx_http_voice_session_process(ngx_http_voice_session_t *s,
+    u_char *p, u_char *last);
+static ngx_int_t ngx_http_voice_session_chunk(ngx_http_voice_session_t *s,
+    ngx_http_voice_ws_chunk_t *ch);
+static ngx_int_t ngx_http_voice_session_message(ngx_http_voice_session_t *s,
+    ngx_uint_t opcode, u_char *data, size_t len);
+static ngx_int_t ngx_http_voice_session_peer_close(
+    ngx_http_voice_session_t *s, ngx_http_voice_ws_chunk_t *ch);
+static ngx_int_t ngx_http_voice_session_event(ngx_http_voice_session_t *s,
+    ngx_http_voice_event_e event, ngx_http_voice_input_t *in);
+static ngx_int_t ngx_http_voice_session_act(ngx_http_voice_session_t *s,
+    ngx_http_voice_action_e action, ngx_http_voice_event_e event,
+    ngx_http_voice_input_t *in);
+static ngx_int_t ngx_http_voice_session_started(ngx_http_voice_session_t *s,
+    ngx_http_voice_message_t *msg);
+static ngx_int_t ngx_http_voice_session_echo_push(
+    ngx_http_voice_session_t *s, u_char *data, size_t len);
+static ngx_int_t ngx_http_voice_session_end(ngx_http_voice_session_t *s);
+
+static ngx_int_t ngx_http_voice_session_error(ngx_http_voice_session_t *s,
+    const char *code, const char *message, ngx_uint_t recoverable);
+static ngx_int_t ngx_http_voice_session_info(ngx_http_voice_session_t *s,
+    const char *code, const char *message);
+static ngx_int_t ngx_http_voice_session_close(ngx_http_voice_session_t *s,
+    ngx_uint_t code, const char *reason);
+static ngx_int_t ngx_http_voice_session_queue(ngx_http_voice_session_t *s,
+    ngx_uint_t opcode, u_char *data, size_t len,
+    ngx_http_voice_ring_t *src);
+static ngx_int_t ngx_http_voice_session_send(ngx_http_voice_session_t *s);
+static void ngx_http_voice_session_finalize(ngx_http_voice_session_t *s,
+    ngx_int_t rc);
+
+
+/*
+ * One read buffer per worker: frames are parsed as soon as they are read
+ * and whatever must outlive a read is copied, so sessions need none.
+ */
+static u_char  ngx_http_voice_buffer[65536];
+
+
+ngx_int_t
+ngx_http_voice_session_create(ngx_http_request_t *r)
+{
+    u_char                     rnd[12];
+    ngx_http_cleanup_t        *cln;
+    ngx_http_voice_session_t  *s;
+
+    s = ngx_pcalloc(r->pool, sizeof(ngx_http_voice_session_t));
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->request = r;
+    s->connection = r->connection;
+    s->conf = ngx_http_get_module_loc_conf(r, ngx_http_voice_module);
+    s->state = NGX_HTTP_VOICE_ST_CONNECTED;
+
+    ngx_http_voice_ws_parser_init(&s->parser, 1, s->conf->max_frame_size,
+                                  s->conf->max_message_size);
+
+    ngx_http_voice_ring_init(&s->message, s->conf->max_message_size);
+    ngx_http_voice_ring_init(&s->out, s->conf->send_buffer);
+    ngx_http_voice_ring_init(&s->echo, s->conf->echo_buffer);
+
+    s->echo_timer.handler = ngx_http_voice_session_echo;
+    s->echo_timer.data = s;
+    s->echo_timer.log = r->connection->log;
+    s->echo_timer.cancelable = 1;
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "voice: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    s->id.data = s->id_data;
+    s->id.len = ngx_hex_dump(s->id_data, rnd, sizeof(rnd)) - s->id_data;
+
+    cln->handler = ngx_http_voice_session_cleanup;
+    cln->data = s;
+
+    ngx_http_set_ctx(r, s, ngx_http_voice_module);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_voice_session_run(ngx_http_request_t *r)
+{
+    ngx_connection_t           *c;
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_voice_session_t   *s;
+
+    s = ngx_http_get_module_ctx(r, ngx_http_voice_module);
+    c = r->connection;
+
+    c->log->action = "running voice session";
+
+    r->read_event_handler = ngx_http_voice_session_read;
+    r->write_event_handler = ngx_http_voice_session_write;
+
+    /*
+     * nginx tells idle connections that it is quitting by setting c->close
+     * and calling c->read->handler, which would terminate the request at
+     * once; a wrapper turns that into a clean WebSocket close instead.
+     */
+
+    s->request_handler = c->read->handler;
+    c->read->handler = ngx_http_voice_session_read_event;
+    c->idle = 1;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        ngx_http_voice_session_finalize(s, NGX_ERROR);
+        return;
+    }
+
+    ngx_add_timer(c->read, s->conf->idle_timeout);
+
+    /* bytes that came with the handshake are waiting in r->header_in */
+
+    ngx_post_event(c->read, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_voice_session_read_event(ngx_event_t *rev)
+{
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_voice_session_t  *s;
+
+    c = rev->data;
+    r = c->data;
+    s = ngx_http_get_module_ctx(r, ngx_http_voice_module);
+
+    if (c->close && !s->shutdown) {
+        c->close = 0;
+        s->shutdown = 1;
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "voice: server shutting down");
+
+        if (ngx_http_voice_session_event(s, NGX_HTTP_VOICE_EV_SHUTDOWN, NULL)
+            == NGX_OK)
+        {
+            (void) ngx_http_voice_session_send(s);
+        }
+
+        return;
+    }
+
+    s->request_handler(rev);
+}
+
+
+static void
+ngx_http_voice_session_read(ngx_http_request_t *r)
+{
+    u_char                    *p;
+    ssize_t                    n;
+    ngx_buf_t                 *b;
+    ngx_event_t               *rev;
+    ngx_connection_t          *c;
+    ngx_http_voice_session_t  *s;
+
+    s = ngx_http_get_module_ctx(r, ngx_http_voice_module);
+    c = r->connection;
+    rev = c->read;
+
+    if (s->done) {
+        return;
+    }
+
+    if (rev->timedout) {
+        rev->timedout = 0;
+
+        if (s->close_queued) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "voice: client did not answer the close frame");
+            ngx_http_voice_session_finalize(s, NGX_DONE);
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "voice: client idle for %M ms", s->conf->idle_timeout);
+
+        if (ngx_http_voice_session_event(s, NGX_HTTP_VOICE_EV_IDLE_TIMEOUT,
+                                         NULL)
+            == NGX_OK)
+        {
+            (void) ngx_http_voice_session_send(s);
+        }
+
+        return;
+    }
+
+    b = r->header_in;
+
+    if (b->pos < b->last) {
+        p = b->pos;
+        b->pos = b->last;
+
+        if (ngx_http_voice_session_process(s, p, b->last) != NGX_OK) {
+            return;
+        }
+    }
+
+    for ( ;; ) {
+
+        n = c->recv(c, ngx_http_voice_buffer, sizeof(ngx_http_voice_buffer));
+
+        if (n == NGX_AGAIN) {
+            break;
+        }
+
+        if (n == 0 || n == NGX_ERROR) {
+            if (!s->peer_closed) {
+                ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                              "voice: client closed the connection");
+            }
+
+            ngx_http_voice_session_finalize(s, NGX_ERROR);
+            return;
+        }
+
+        if (ngx_http_voice_session_process(s, ngx_http_voice_buffer,
+                                           ngx_http_voice_buffer + n)
+            != NGX_OK)
+        {
+            return;
+        }
+    }
+
+    if (ngx_http_voice_session_send(s) != NGX_OK) {
+        return;
+    }
+
+    if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+        ngx_http_voice_session_finalize(s, NGX_ERROR);
+        return;
+    }
+
+    /* while closing, the read timer waits for the client's close frame */
+
+    if (!s->close_queued) {
+        ngx_add_timer(rev, s->conf->idle_timeout);
+    }
+}
+
+
+static void
+ngx_http_voice_session_write(ngx_http_request_t *r)
+{
+    ngx_connection_t          *c;
+    ngx_http_voice_session_t  *s;
+
+    s = ngx_http_get_module_ctx(r, ngx_http_voice_module);
+    c = r->connection;
+
+    if (s->done) {
+        return;
+    }
+
+    if (c->write->timedout) {
+        c->timedout = 1;
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "voice: client not reading for %M ms, closing",
+                      s->conf->send_timeout);
+        ngx_http_voice_session_finalize(s, NGX_ERROR);
+        return;
+    }
+
+    (void) ngx_http_voice_session_send(s);
+}
+
+
+/* parses what was read; NGX_OK, or NGX_ERROR once the session is over */
+
+static ngx_int_t
+ngx_http_voice_session_process(ngx_http_voice_session_t *s, u_char *p,
+    u_char *last)
+{
+    ngx_int_t                  rc;
+    ngx_http_voice_ws_chunk_t  ch;
+
+    for ( ;; ) {
+
+        rc = ngx_http_voice_ws_parse(&s->parser, &p, last, &ch);
+
+        if (rc == NGX_AGAIN) {
+            return NGX_OK;
+        }
+
+        if (rc == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                          "voice: client sent a bad frame: %s",
+                          s->parser.error);
+
+            if (s->close_queued) {
+                ngx_http_voice_session_finalize(s, NGX_DONE);
+                return NGX_ERROR;
+            }
+
+            s->fail = 1;
+
+            if (ngx_http_voice_session_close(s, s->parser.close_code,
+                                             s->parser.error)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            (void) ngx_http_voice_session_send(s);
+
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_voice_session_chunk(s, &ch) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_voice_session_chunk(ngx_http_voice_session_t *s,
+    ngx_http_voice_ws_chunk_t *ch)
+{
+    u_char     *data;
+    size_t      len;
+    ngx_int_t   rc;
+
+    switch (ch->opcode) {
+
+    case NGX_HTTP_VOICE_WS_PING:
+        return ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_PONG,
+                                            ch->data, ch->len, NULL)
+               == NGX_ERROR ? NGX_ERROR : NGX_OK;
+
+    case NGX_HTTP_VOICE_WS_PONG:
+        return NGX_OK;
+
+    case NGX_HTTP_VOICE_WS_CLOSE:
+        return ngx_http_voice_session_peer_close(s, ch);
+    }
+
+    if (s->close_queued) {
+        return NGX_OK;
+    }
+
+    /* a message in one piece is used where it lies */
+
+    if (ch->first && ch->last) {
+        return ngx_http_voice_session_message(s, ch->opcode, ch->data,
+                                              ch->len);
+    }
+
+    rc = ngx_http_voice_ring_write(&s->message, ch->data, ch->len);
+
+    if (rc != NGX_OK) {
+        /* the parser keeps messages within the ring's bound */
+        s->fail = 1;
+        (void) ngx_http_voice_session_close(s, NGX_HTTP_VOICE_WS_INTERNAL,
+                                            "out of memory");
+        return NGX_ERROR;
+    }
+
+    if (!ch->last) {
+        return NGX_OK;
+    }
+
+    len = ngx_http_voice_ring_span(&s->message, &data);
+
+    rc = ngx_http_voice_session_message(s, ch->opcode, data, len);
+
+    if (!s->done) {
+        ngx_http_voice_ring_consume(&s->message, len);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_voice_session_message(ngx_http_voice_session_t *s,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_http_voice_input_t     in;
+    ngx_http_voice_message_t   msg;
+
+    in.data = data;
+    in.len = len;
+    in.msg = NULL;
+
+    if (opcode == NGX_HTTP_VOICE_WS_BINARY) {
+        s->frames_in++;
+        return ngx_http_voice_session_event(s, NGX_HTTP_VOICE_EV_AUDIO, &in);
+    }
+
+    ngx_http_voice_protocol_decode(data, len, &msg);
+    in.msg = &msg;
+
+    if (msg.event == NGX_HTTP_VOICE_EV_BAD_MESSAGE
+        || msg.event == NGX_HTTP_VOICE_EV_BAD_FORMAT)
+    {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "voice: client sent a bad message: %s", msg.reason);
+    }
+
+    return ngx_http_voice_session_event(s, msg.event, &in);
+}
+
+
+static ngx_int_t
+ngx_http_voice_session_peer_close(ngx_http_voice_session_t *s,
+    ngx_http_voice_ws_chunk_t *ch)
+{
+    s->peer_closed = 1;
+    s->peer_code = (ch->len >= 2) ? (ch->data[0] << 8 | ch->data[1])
+                                  : NGX_HTTP_VOICE_WS_NORMAL;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+                   "voice: client close %ui", s->peer_code);
+
+    if (!s->close_queued) {
+        return ngx_http_voice_session_event(s, NGX_HTTP_VOICE_EV_PEER_CLOSE,
+                                            NULL);
+    }
+
+    /* our close went first: the handshake ends once it is out */
+
+    if (s->out.used == 0) {
+        ngx_http_voice_session_finalize(s, NGX_DONE);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* runs the state machine; NGX_OK, or NGX_ERROR once the session is over */
+
+static ngx_int_t
+ngx_http_voice_session_event(ngx_http_voice_session_t *s,
+    ngx_http_voice_event_e event, ngx_http_voice_input_t *in)
+{
+    u_char                              buf[64];
+    size_t                              n;
+    ngx_uint_t                          i;
+    ngx_http_voice_state_e              prev;
+    const ngx_http_voice_transition_t  *t;
+
+    t = ngx_http_voice_state_next(s->state, event);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+                   "voice: %s in %s -> %s",
+                   ngx_http_voice_event_name(event),
+                   ngx_http_voice_state_name(s->state),
+                   ngx_http_voice_state_name(t->next));
+
+    prev = s->state;
+    s->state = t->next;
+
+    for (i = 0; i < NGX_HTTP_VOICE_MAX_ACTIONS && t->actions[i]; i++) {
+
+        if (ngx_http_voice_session_act(s, t->actions[i], event, in)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /* the client follows every change but the last: that one is a close */
+
+    if (s->state != prev && s->state != NGX_HTTP_VOICE_ST_CLOSED) {
+        n = ngx_http_voice_protocol_state(buf, sizeof(buf),
+                                          ngx_http_voice_state_name(s->state));
+
+        if (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_TEXT, buf, n,
+                                         NULL)
+            == NGX_ERROR)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_voice_session_act(ngx_http_voice_session_t *s,
+    ngx_http_voice_action_e action, ngx_http_voice_event_e event,
+    ngx_http_voice_input_t *in)
+{
+    u_char      text[128];
+    ngx_int_t   rc;
+    ngx_uint_t  code;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+                   "voice: action %s", ngx_http_voice_action_name(action));
+
+    switch (action) {
+
+    case NGX_HTTP_VOICE_ACT_SEND_STARTED:
+        return ngx_http_voice_session_started(s, in->msg);
+
+    case NGX_HTTP_VOICE_ACT_ECHO:
+        if (s->muted) {
+            return NGX_OK;
+        }
+
+        rc = ngx_http_voice_session_echo_push(s, in->data, in->len);
+        return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+
+    case NGX_HTTP_VOICE_ACT_MUTE:
+        s->muted = 1;
+        return NGX_OK;
+
+    case NGX_HTTP_VOICE_ACT_UNMUTE:
+        s->muted = 0;
+        return NGX_OK;
+
+    case NGX_HTTP_VOICE_ACT_REJECT:
+        return ngx_http_voice_session_error(s, "PROTOCOL_VIOLATION",
+                   (in && in->msg && in->msg->reason[0])
+                   ? in->msg->reason : "the session has already started", 1);
+
+    case NGX_HTTP_VOICE_ACT_FAIL:
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "voice: client sent %s before session.start",
+                      ngx_http_voice_event_name(event));
+
+        return ngx_http_voice_session_error(s, "PROTOCOL_VIOLATION",
+                   (in && in->msg && in->msg->reason[0])
+                   ? in->msg->reason
+                   : "session.start must be the first message", 0);
+
+    case NGX_HTTP_VOICE_ACT_FAIL_FORMAT:
+        return ngx_http_voice_session_error(s, "UNSUPPORTED_FORMAT",
+                                            in->msg->reason, 0);
+
+    case NGX_HTTP_VOICE_ACT_ERROR_INVALID:
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "voice: %s is not valid in state %s",
+                      ngx_http_voice_event_name(event),
+                      ngx_http_voice_state_name(s->state));
+
+        *ngx_snprintf(text, sizeof(text) - 1, "%s is not valid in state %s",
+                      ngx_http_voice_event_name(event),
+                      ngx_http_voice_state_name(s->state)) = '\0';
+
+        return ngx_http_voice_session_error(s, "PROTOCOL_VIOLATION",
+                                            (char *) text, 1);
+
+    case NGX_HTTP_VOICE_ACT_INFO_SHUTDOWN:
+        return ngx_http_voice_session_info(s, "SERVER_SHUTDOWN",
+                                           "the server is shutting down");
+
+    case NGX_HTTP_VOICE_ACT_CLOSE_NORMAL:
+        s->ending = 1;
+        return ngx_http_voice_session_end(s);
+
+    case NGX_HTTP_VOICE_ACT_CLOSE_POLICY:
+        s->fail = 1;
+        return ngx_http_voice_session_close(s, NGX_HTTP_VOICE_WS_POLICY,
+                                            "policy violation");
+
+    case NGX_HTTP_VOICE_ACT_CLOSE_AWAY:
+        return ngx_http_voice_session_close(s, NGX_HTTP_VOICE_WS_GOING_AWAY,
+                   (event == NGX_HTTP_VOICE_EV_IDLE_TIMEOUT)
+                   ? "idle timeout" : "server shutting down");
+
+    case NGX_HTTP_VOICE_ACT_CLOSE_REPLY:
+        if (s->ending) {
+            /* session.end came first: its flush finishes, then we answer */
+            return NGX_OK;
+        }
+
+        code = (s->peer_code == NGX_HTTP_VOICE_WS_NO_STATUS)
+               ? NGX_HTTP_VOICE_WS_NORMAL : s->peer_code;
+
+        return ngx_http_voice_session_close(s, code, "");
+
+    default: /* NGX_HTTP_VOICE_ACT_NONE */
+        return NGX_OK;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_voice_session_started(ngx_http_voice_session_t *s,
+    ngx_http_voice_message_t *msg)
+{
+    u_char  buf[NGX_HTTP_VOICE_MAX_JSON];
+    size_t  n;
+
+    s->input = msg->input;
+    s->output = msg->output;
+
+    if (msg->session_id_len) {
+        s->id.len = msg->session_id_len;
+        ngx_memcpy(s->id_data, msg->session_id, msg->session_id_len);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                  "voice: session \"%V\" started, %s %ui Hz in, %s %ui Hz out",
+                  &s->id, ngx_http_voice_encoding_name(s->input.encoding),
+                  s->input.sample_rate,
+                  ngx_http_voice_encoding_name(s->output.encoding),
+                  s->output.sample_rate);
+
+    n = ngx_http_voice_protocol_started(buf, sizeof(buf), &s->id, &s->input,
+                                        &s->output);
+
+    return (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_TEXT, buf, n,
+                                         NULL)
+            == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* NGX_OK, NGX_DECLINED when the line is full, NGX_ERROR when over */
+
+static ngx_int_t
+ngx_http_voice_session_echo_push(ngx_http_voice_session_t *s, u_char *data,
+    size_t len)
+{
+    ngx_int_t              rc;
+    ngx_http_voice_echo_t  rec;
+
+    rc = ngx_http_voice_ring_reserve(&s->echo, sizeof(rec) + len);
+
+    if (rc == NGX_DECLINED) {
+        s->dropped++;
+
+        if (!s->overflow) {
+            s->overflow = 1;
+
+            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                          "voice: echo buffer full, dropping audio");
+
+            if (ngx_http_voice_session_info(s, "BUFFER_FULL",
+                                            "echo buffer full, audio dropped")
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_ERROR) {
+        s->fail = 1;
+        (void) ngx_http_voice_session_close(s, NGX_HTTP_VOICE_WS_INTERNAL,
+                                            "out of memory");
+        return NGX_ERROR;
+    }
+
+    rec.due = ngx_current_msec + s->conf->echo_delay;
+    rec.len = len;
+
+    (void) ngx_http_voice_ring_write(&s->echo, &rec, sizeof(rec));
+    (void) ngx_http_voice_ring_write(&s->echo, data, len);
+
+    if (!s->echo_timer.timer_set) {
+        ngx_add_timer(&s->echo_timer, s->conf->echo_delay);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_voice_session_echo(ngx_event_t *ev)
+{
+    ngx_msec_int_t             left;
+    ngx_connection_t          *c;
+    ngx_http_voice_echo_t      rec;
+    ngx_http_voice_session_t  *s;
+
+    s = ev->data;
+    c = s->connection;
+
+    while (s->echo.used) {
+        ngx_http_voice_ring_peek(&s->echo, 0, &rec, sizeof(rec));
+
+        left = (ngx_msec_int_t) (rec.due - ngx_current_msec);
+
+        if (left > 0) {
+            ngx_add_timer(ev, (ngx_msec_t) left);
+            break;
+        }
+
+        ngx_http_voice_ring_consume(&s->echo, sizeof(rec));
+
+        if (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_BINARY, NULL,
+                                         rec.len, &s->echo)
+            == NGX_ERROR)
+        {
+            goto done;
+        }
+    }
+
+    if (s->echo.used == 0) {
+        s->overflow = 0;
+    }
+
+    if (ngx_http_voice_session_end(s) == NGX_OK) {
+        (void) ngx_http_voice_session_send(s);
+    }
+
+done:
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* session.end: once every echo due is out, say so and close */
+
+static ngx_int_t
+ngx_http_voice_session_end(ngx_http_voice_session_t *s)
+{
+    u_char      buf[64];
+    size_t      n;
+    ngx_uint_t  code;
+
+    if (!s->ending || s->echo.used || s->close_queued) {
+        return NGX_OK;
+    }
+
+    n = ngx_http_voice_protocol_state(buf, sizeof(buf), "closed");
+
+    if (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_TEXT, buf, n, NULL)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    code = (s->peer_closed && s->peer_code != NGX_HTTP_VOICE_WS_NO_STATUS)
+           ? s->peer_code : NGX_HTTP_VOICE_WS_NORMAL;
+
+    return ngx_http_voice_session_close(s, code, "");
+}
+
+
+static ngx_int_t
+ngx_http_voice_session_error(ngx_http_voice_session_t *s, const char *code,
+    const char *message, ngx_uint_t recoverable)
+{
+    u_char  buf[NGX_HTTP_VOICE_MAX_JSON];
+    size_t  n;
+
+    n = ngx_http_voice_protocol_error(buf, sizeof(buf), code, message,
+                                      recoverable);
+
+    if (n == 0) {
+        /* the message itself could not be encoded */
+        n = ngx_http_voice_protocol_error(buf, sizeof(buf), code,
+                                          "invalid message", recoverable);
+    }
+
+    return (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_TEXT, buf, n,
+                                         NULL)
+            == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_voice_session_info(ngx_http_voice_session_t *s, const char *code,
+    const char *message)
+{
+    u_char  buf[NGX_HTTP_VOICE_MAX_JSON];
+    size_t  n;
+
+    n = ngx_http_voice_protocol_info(buf, sizeof(buf), code, message);
+
+    return (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_TEXT, buf, n,
+                                         NULL)
+            == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* queues our close frame: nothing is sent after it */
+
+static ngx_int_t
+ngx_http_voice_session_close(ngx_http_voice_session_t *s, ngx_uint_t code,
+    const char *reason)
+{
+    u_char  buf[NGX_HTTP_VOICE_WS_MAX_CONTROL];
+    size_t  len;
+
+    if (s->close_queued) {
+        return NGX_OK;
+    }
+
+    len = ngx_min(ngx_strlen(reason), sizeof(buf) - 2);
+
+    buf[0] = (u_char) (code >> 8);
+    buf[1] = (u_char) code;
+    ngx_memcpy(buf + 2, reason, len);
+
+    if (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_CLOSE, buf, len + 2,
+                                     NULL)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    s->close_queued = 1;
+
+    /* the echo line has nothing left to say */
+
+    if (s->echo_timer.timer_set) {
+        ngx_del_timer(&s->echo_timer);
+    }
+
+    ngx_http_voice_ring_free(&s->echo);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Queues one frame, its payload from data or moved from src.  Audio is
+ * dropped once the queue nears its bound, control frames keep a reserve.
+ * NGX_OK, NGX_DECLINED (dropped), or NGX_ERROR once the session is over.
+ */
+
+static ngx_int_t
+ngx_http_voice_session_queue(ngx_http_voice_session_t *s, ngx_uint_t opcode,
+    u_char *data, size_t len, ngx_http_voice_ring_t *src)
+{
+    u_char   header[NGX_HTTP_VOICE_WS_MAX_HEADER];
+    size_t   n, limit;
+
+    if (s->close_queued) {
+        goto drop;
+    }
+
+    n = ngx_http_voice_ws_header(header, opcode, 1, len, NULL);
+
+    if (opcode == NGX_HTTP_VOICE_WS_BINARY) {
+        limit = s->out.max - ngx_min(4096, s->out.max / 4);
+
+        if (s->out.used + n + len > limit) {
+            s->dropped++;
+
+            if (!s->backpressure) {
+                s->backpressure = 1;
+
+                ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                              "voice: client reads too slowly, "
+                              "dropping audio");
+
+                if (ngx_http_voice_session_info(s, "BACKPRESSURE",
+                                                "client reads too slowly, "
+                                                "audio dropped")
+                    != NGX_OK)
+                {
+                    return NGX_ERROR;
+                }
+            }
+
+            goto drop;
+        }
+    }
+
+    if (ngx_http_voice_ring_reserve(&s->out, n + len) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
+                      "voice: client does not read, outbound queue full");
+        ngx_http_voice_session_finalize(s, NGX_ERROR);
+        return NGX_ERROR;
+    }
+
+    (void) ngx_http_voice_ring_write(&s->out, header, n);
+
+    if (src) {
+        (void) ngx_http_voice_ring_move(&s->out, src, len);
+
+    } else {
+        (void) ngx_http_voice_ring_write(&s->out, data, len);
+    }
+
+    if (opcode == NGX_HTTP_VOICE_WS_BINARY) {
+        s->frames_out++;
+    }
+
+    return NGX_OK;
+
+drop:
+
+    if (src) {
+        ngx_http_voice_ring_consume(src, len);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/* writes what is queued; NGX_OK, or NGX_ERROR once the session is over */
+
+static ngx_int_t
+ngx_http_voice_session_send(ngx_http_voice_session_t *s)
+{
+    u_char              *p;
+    size_t               n;
+    ssize_t              sent;
+    ngx_uint_t           progress;
+    ngx_event_t         *wev;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    if (s->done) {
+        return NGX_ERROR;
+    }
+
+    r = s->request;
+    c = s->connection;
+    wev = c->write;
+    progress = 0;
+
+    /* the 101 response may still wait in nginx's own output chain */
+
+    if (c->buffered) {
+        if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
+            ngx_http_voice_session_finalize(s, NGX_ERROR);
+            return NGX_ERROR;
+        }
+
+        if (c->buffered) {
+            goto again;
+        }
+    }
+
+    while (s->out.used) {
+        n = ngx_http_voice_ring_span(&s->out, &p);
+
+        sent = c->send(c, p, n);
+
+        if (sent == NGX_ERROR) {
+            c->error = 1;
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "voice: writing to the client failed");
+            ngx_http_voice_session_finalize(s, NGX_ERROR);
+            return NGX_ERROR;
+        }
+
+        if (sent == NGX_AGAIN) {
+            goto again;
+        }
+
+        ngx_http_voice_ring_consume(&s->out, sent);
+        progress = 1;
+
+        if ((size_t) sent < n) {
+            goto again;
+        }
+    }
+
+    s->backpressure = 0;
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    if (s->close_queued) {
+
+        if (s->fail || s->peer_closed) {
+            ngx_http_voice_session_finalize(s, NGX_DONE);
+            return NGX_ERROR;
+        }
+
+        /* the client has voice_send_timeout to answer our close */
+
+        if (c->read->timer_set) {
+            ngx_del_timer(c->read);
+        }
+
+        ngx_add_timer(c->read, s->conf->send_timeout);
+    }
+
+    return NGX_OK;
+
+again:
+
+    /* the send timer measures how long no byte could be written */
+
+    if (progress || !wev->timer_set) {
+        if (wev->timer_set) {
+            ngx_del_timer(wev);
+        }
+
+        ngx_add_timer(wev, s->conf->send_timeout);
+    }
+
+    if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+        ngx_http_voice_session_finalize(s, NGX_ERROR);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_voice_session_finalize(ngx_http_voice_session_t *s, ngx_int_t rc)
+{
+    ngx_connection_t  *c;
+
+    if (s->done) {
+        return;
+    }
+
+    s->done = 1;
+    c = s->connection;
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "voice: session done, frames in:%ui out:%ui dropped:%ui "
+                   "rc:%i", s->frames_in, s->frames_out, s->dropped, rc);
+
+    c->idle = 0;
+    c->read->handler = s->request_handler;
+
+    ngx_http_voice_session_cleanup(s);
+
+    ngx_http_finalize_request(s->request, rc);
+}
+
+
+static void
+ngx_http_voice_session_cleanup(void *data)
+{
+    ngx_http_voice_session_t  *s = data;
+
+    if (s->echo_timer.timer_set) {
+        ngx_del_timer(&s->echo_timer);
+    }
+
+    ngx_http_voice_ring_free(&s->message);
+    ngx_http_voice_ring_free(&s->out);
+    ngx_http_voice_ring_free(&s->echo);
+}

@@ -1,0 +1,63 @@
+
+/*
+ * A voice session: one upgraded connection, its reads, writes, timers and
+ * the state machine that decides what every event does.
+ */
+
+
+#ifndef _NGX_HTTP_VOICE_SESSION_H_INCLUDED_
+#define _NGX_HTTP_VOICE_SESSION_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_voice_module.h"
+#include "ngx_http_voice_ws.h"
+#include "ngx_http_voice_ring.h"
+#include "ngx_http_voice_protocol.h"
+#include "ngx_http_voice_state.h"
+
+
+typedef struct {
+    ngx_http_request_t          *request;
+    ngx_connection_t            *connection;
+    ngx_http_voice_loc_conf_t   *conf;
+    ngx_event_handler_pt         request_handler;  /* nginx's, for c->read */
+
+    ngx_http_voice_state_e       state;
+    ngx_http_voice_ws_parser_t   parser;
+
+    ngx_http_voice_ring_t        message;    /* a message spanning reads */
+    ngx_http_voice_ring_t        out;        /* frames queued to the client */
+    ngx_http_voice_ring_t        echo;       /* the echo delay line */
+    ngx_event_t                  echo_timer;
+
+    ngx_http_voice_format_t      input;
+    ngx_http_voice_format_t      output;
+    ngx_str_t                    id;
+    u_char                       id_data[NGX_HTTP_VOICE_MAX_SESSION_ID];
+
+    ngx_uint_t                   peer_code;  /* the client's close code */
+    ngx_uint_t                   frames_in;
+    ngx_uint_t                   frames_out;
+    ngx_uint_t                   dropped;
+
+    unsigned                     muted:1;
+    unsigned                     backpressure:1;
+    unsigned                     overflow:1;     /* echo line was full */
+    unsigned                     ending:1;       /* session.end: flushing */
+    unsigned                     close_queued:1; /* no more frames after */
+    unsigned                     peer_closed:1;  /* their close frame came */
+    unsigned                     fail:1;         /* close TCP after ours */
+    unsigned                     shutdown:1;
+    unsigned                     done:1;         /* finalized */
+} ngx_http_voice_session_t;
+
+
+ngx_int_t ngx_http_voice_session_create(ngx_http_request_t *r);
+void ngx_http_voice_session_run(ngx_http_request_t *r);
+
+
+#endif /* _NGX_HTTP_VOICE_SESSION_H_INCLUDED_ */

@@ -1,0 +1,85 @@
+
+/*
+ * The conversation state machine: (state, event) -> (state, actions).
+ *
+ * Pure: no I/O, no nginx runtime.  The session feeds it events and carries
+ * out the actions it returns, in order.  An event that is not valid in a
+ * state never crashes anything: it yields the ERROR_INVALID action and
+ * leaves the state as it was.
+ */
+
+
+#ifndef _NGX_HTTP_VOICE_STATE_H_INCLUDED_
+#define _NGX_HTTP_VOICE_STATE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+
+typedef enum {
+    NGX_HTTP_VOICE_ST_NONE = 0,          /* not a state: an empty cell */
+    NGX_HTTP_VOICE_ST_CONNECTED,
+    NGX_HTTP_VOICE_ST_STREAMING,
+    NGX_HTTP_VOICE_ST_CLOSED,
+    NGX_HTTP_VOICE_ST_MAX
+} ngx_http_voice_state_e;
+
+
+typedef enum {
+    NGX_HTTP_VOICE_EV_SESSION_START = 0, /* session.start, valid */
+    NGX_HTTP_VOICE_EV_AUDIO,             /* a binary frame */
+    NGX_HTTP_VOICE_EV_COMMIT,            /* input.commit */
+    NGX_HTTP_VOICE_EV_MUTE,              /* input.mute */
+    NGX_HTTP_VOICE_EV_UNMUTE,            /* input.unmute */
+    NGX_HTTP_VOICE_EV_TEXT_INPUT,        /* text.input */
+    NGX_HTTP_VOICE_EV_CANCEL,            /* response.cancel */
+    NGX_HTTP_VOICE_EV_SESSION_END,       /* session.end */
+    NGX_HTTP_VOICE_EV_BAD_MESSAGE,       /* unparsable or unknown message */
+    NGX_HTTP_VOICE_EV_BAD_FORMAT,        /* session.start, bad audio */
+    NGX_HTTP_VOICE_EV_PEER_CLOSE,        /* close frame from the client */
+    NGX_HTTP_VOICE_EV_IDLE_TIMEOUT,
+    NGX_HTTP_VOICE_EV_SHUTDOWN,          /* nginx is quitting */
+    NGX_HTTP_VOICE_EV_MAX
+} ngx_http_voice_event_e;
+
+
+typedef enum {
+    NGX_HTTP_VOICE_ACT_NONE = 0,         /* ends an action list */
+    NGX_HTTP_VOICE_ACT_SEND_STARTED,     /* session.started */
+    NGX_HTTP_VOICE_ACT_ECHO,             /* audio into the echo delay line */
+    NGX_HTTP_VOICE_ACT_MUTE,
+    NGX_HTTP_VOICE_ACT_UNMUTE,
+    NGX_HTTP_VOICE_ACT_REJECT,           /* error PROTOCOL_VIOLATION */
+    NGX_HTTP_VOICE_ACT_FAIL,             /* same, not recoverable */
+    NGX_HTTP_VOICE_ACT_FAIL_FORMAT,      /* error UNSUPPORTED_FORMAT */
+    NGX_HTTP_VOICE_ACT_ERROR_INVALID,    /* event not valid in this state */
+    NGX_HTTP_VOICE_ACT_INFO_SHUTDOWN,    /* info SERVER_SHUTDOWN */
+    NGX_HTTP_VOICE_ACT_CLOSE_NORMAL,     /* flush, then close 1000 */
+    NGX_HTTP_VOICE_ACT_CLOSE_POLICY,     /* close 1008 */
+    NGX_HTTP_VOICE_ACT_CLOSE_AWAY,       /* close 1001 */
+    NGX_HTTP_VOICE_ACT_CLOSE_REPLY,      /* answer the client's close */
+    NGX_HTTP_VOICE_ACT_MAX
+} ngx_http_voice_action_e;
+
+
+#define NGX_HTTP_VOICE_MAX_ACTIONS  4
+
+
+typedef struct {
+    ngx_http_voice_state_e   next;
+    ngx_http_voice_action_e  actions[NGX_HTTP_VOICE_MAX_ACTIONS];
+} ngx_http_voice_transition_t;
+
+
+/* never NULL, whatever the arguments */
+const ngx_http_voice_transition_t *ngx_http_voice_state_next(
+    ngx_http_voice_state_e state, ngx_http_voice_event_e event);
+
+/* the name clients see in "state" events, "unknown" for no state */
+const char *ngx_http_voice_state_name(ngx_http_voice_state_e state);
+const char *ngx_http_voice_event_name(ngx_http_voice_event_e event);
+const char *ngx_http_voice_action_name(ngx_http_voice_action_e action);
+
+
+#endif /* _NGX_HTTP_VOICE_STATE_H_INCLUDED_ */
