@@ -59,7 +59,7 @@ $(BUILD)/.deps: Makefile
 # nginx's own build system compiles the module against Debian's nginx
 # sources with the flags Debian used (--with-compat among them), so the
 # result loads into the stock /usr/sbin/nginx.
-$(NGX_BUILD)/Makefile: config | $(BUILD)/.deps
+$(NGX_BUILD)/.configured: config | $(BUILD)/.deps
 	rm -rf $(NGX_BUILD)
 	cp -r $(NGX_SRC) $(NGX_BUILD)
 	cd $(NGX_BUILD) && source ./conf_flags && \
@@ -70,7 +70,7 @@ $(NGX_BUILD)/Makefile: config | $(BUILD)/.deps
 
 module: $(MODULE)
 
-$(MODULE): $(NGX_BUILD)/Makefile $(MODULE_SRCS)
+$(MODULE): $(NGX_BUILD)/.configured $(MODULE_SRCS)
 	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
 	cp $(NGX_BUILD)/objs/ngx_http_voice_module.so $@
 
@@ -82,7 +82,7 @@ $(BUILD)/voice-bench: tools/voice-bench.c | $(BUILD)/.deps
 # C unit tests (cmocka) of the pure parts: no nginx runtime involved.
 unit: $(addprefix $(BUILD)/unit/test_,$(UNIT_TESTS))
 
-$(BUILD)/unit/test_%: t/unit/test_%.c $(NGX_BUILD)/Makefile $(MODULE_SRCS)
+$(BUILD)/unit/test_%: t/unit/test_%.c $(MODULE_SRCS) | $(NGX_BUILD)/.configured
 	@mkdir -p $(BUILD)/unit
 	$(CC) -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
 	    $(UNIT_INCS) -o $@ $< $(UNIT_$*) -lcmocka

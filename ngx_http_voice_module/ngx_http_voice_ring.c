@@ -53,6 +53,12 @@ ngx_http_voice_ring_reserve(ngx_http_voice_ring_t *ring, size_t n)
     size = ring->size ? ring->size : NGX_HTTP_VOICE_RING_MIN;
 
     while (size < ring->used + n) {
+
+        if (size > ring->max / 2) {
+            size = ring->max;
+            break;
+        }
+
         size *= 2;
     }
 

@@ -48,7 +48,10 @@ size_t ngx_http_voice_ring_span(ngx_http_voice_ring_t *ring, u_char **p);
 
 void ngx_http_voice_ring_consume(ngx_http_voice_ring_t *ring, size_t n);
 
-/* moves n bytes from src's head to dst: NGX_OK, NGX_DECLINED, NGX_ERROR */
+/*
+ * moves n bytes (n <= src->used) from src's head to dst:
+ * NGX_OK, NGX_DECLINED, NGX_ERROR
+ */
 ngx_int_t ngx_http_voice_ring_move(ngx_http_voice_ring_t *dst,
     ngx_http_voice_ring_t *src, size_t n);
 

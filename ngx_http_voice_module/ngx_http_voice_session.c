@@ -195,6 +195,7 @@ ngx_http_voice_session_read_event(ngx_event_t *rev)
             (void) ngx_http_voice_session_send(s);
         }
 
+        ngx_http_run_posted_requests(c);
         return;
     }
 

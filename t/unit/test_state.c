@@ -1,0 +1,795 @@
+
+/*
+ * Unit tests of the conversation state machine (ngx_http_voice_state.[ch]).
+ *
+ * The expected transitions are written out again here, independently of
+ * the module's table, so that an accidental edit of either shows up.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <limits.h>
+#include <cmocka.h>
+
+#include "ngx_http_voice_state.h"
+
+
+#define ST(name)   NGX_HTTP_VOICE_ST_##name
+#define EV(name)   NGX_HTTP_VOICE_EV_##name
+#define A(name)    NGX_HTTP_VOICE_ACT_##name
+
+#define NACT       NGX_HTTP_VOICE_MAX_ACTIONS
+
+
+typedef struct {
+    ngx_http_voice_state_e   state;
+    ngx_http_voice_event_e   event;
+    ngx_http_voice_state_e   next;
+    ngx_http_voice_action_e  actions[NACT];
+} test_state_row_t;
+
+
+#define ROW(state, event, next, ...)                                         \
+    { ST(state), EV(event), ST(next), { __VA_ARGS__ } }
+
+/* a data event that fails a session which has not started yet */
+#define FIRST_BAD(event)                                                     \
+    ROW(CONNECTED, event, CLOSED, A(FAIL), A(CLOSE_POLICY))
+
+/* what arrives after closing is dropped without a word */
+#define DROPPED(event)                                                       \
+    ROW(CLOSED, event, CLOSED, A(NONE))
+
+
+/* every valid (state, event) pair, exactly once */
+
+static const test_state_row_t  test_state_expected[] = {
+
+    ROW(CONNECTED, SESSION_START, STREAMING, A(SEND_STARTED)),
+    FIRST_BAD(AUDIO),
+    FIRST_BAD(COMMIT),
+    FIRST_BAD(MUTE),
+    FIRST_BAD(UNMUTE),
+    FIRST_BAD(TEXT_INPUT),
+    FIRST_BAD(CANCEL),
+    FIRST_BAD(SESSION_END),
+    FIRST_BAD(BAD_MESSAGE),
+    ROW(CONNECTED, BAD_FORMAT, CLOSED, A(FAIL_FORMAT), A(CLOSE_POLICY)),
+    ROW(CONNECTED, PEER_CLOSE, CLOSED, A(CLOSE_REPLY)),
+    ROW(CONNECTED, IDLE_TIMEOUT, CLOSED, A(CLOSE_AWAY)),
+    ROW(CONNECTED, SHUTDOWN, CLOSED, A(INFO_SHUTDOWN), A(CLOSE_AWAY)),
+
+    ROW(STREAMING, SESSION_START, STREAMING, A(REJECT)),
+    ROW(STREAMING, AUDIO, STREAMING, A(ECHO)),
+    ROW(STREAMING, COMMIT, STREAMING, A(NONE)),
+    ROW(STREAMING, MUTE, STREAMING, A(MUTE)),
+    ROW(STREAMING, UNMUTE, STREAMING, A(UNMUTE)),
+    ROW(STREAMING, TEXT_INPUT, STREAMING, A(NONE)),
+    ROW(STREAMING, CANCEL, STREAMING, A(NONE)),
+    ROW(STREAMING, SESSION_END, CLOSED, A(CLOSE_NORMAL)),
+    ROW(STREAMING, BAD_MESSAGE, STREAMING, A(REJECT)),
+    ROW(STREAMING, BAD_FORMAT, STREAMING, A(REJECT)),
+    ROW(STREAMING, PEER_CLOSE, CLOSED, A(CLOSE_REPLY)),
+    ROW(STREAMING, IDLE_TIMEOUT, CLOSED, A(CLOSE_AWAY)),
+    ROW(STREAMING, SHUTDOWN, CLOSED, A(INFO_SHUTDOWN), A(CLOSE_AWAY)),
+
+    DROPPED(SESSION_START),
+    DROPPED(AUDIO),
+    DROPPED(COMMIT),
+    DROPPED(MUTE),
+    DROPPED(UNMUTE),
+    DROPPED(TEXT_INPUT),
+    DROPPED(CANCEL),
+    DROPPED(SESSION_END),
+    DROPPED(BAD_MESSAGE),
+    DROPPED(BAD_FORMAT),
+    DROPPED(IDLE_TIMEOUT),
+    DROPPED(SHUTDOWN),
+
+    /*
+     * The client's close reply while we are closing: the session answers
+     * by finishing the close (it has sent, or will send, its own frame).
+     */
+    ROW(CLOSED, PEER_CLOSE, CLOSED, A(CLOSE_REPLY)),
+};
+
+
+#define TEST_STATE_NROWS                                                     \
+    (sizeof(test_state_expected) / sizeof(test_state_expected[0]))
+
+
+/* events that do not exist, as a caller with a bad value might pass them */
+
+static const long  test_state_bad_events[] = {
+    -1, -2, EV(MAX), EV(MAX) + 1, 64, 255, 256, 1000, 65536,
+    INT_MAX, INT_MIN, (long) UINT_MAX
+};
+
+static const long  test_state_bad_states[] = {
+    -1, -2, ST(MAX), ST(MAX) + 1, 16, 255, 1000, 65536,
+    INT_MAX, INT_MIN, (long) UINT_MAX
+};
+
+
+static const test_state_row_t *
+test_state_lookup(ngx_http_voice_state_e state, ngx_http_voice_event_e event)
+{
+    size_t  i;
+
+    for (i = 0; i < TEST_STATE_NROWS; i++) {
+        if (test_state_expected[i].state == state
+            && test_state_expected[i].event == event)
+        {
+            return &test_state_expected[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static int
+test_state_is_open(ngx_http_voice_state_e state)
+{
+    return state == ST(CONNECTED) || state == ST(STREAMING);
+}
+
+
+static int
+test_state_is_close(ngx_http_voice_action_e action)
+{
+    return action == A(CLOSE_NORMAL) || action == A(CLOSE_POLICY)
+           || action == A(CLOSE_AWAY) || action == A(CLOSE_REPLY);
+}
+
+
+/* the shape every answer must have, whatever was asked */
+
+static void
+test_state_well_formed(const ngx_http_voice_transition_t *t)
+{
+    size_t  i;
+    int     ended;
+
+    assert_non_null(t);
+
+    assert_true((unsigned) t->next < (unsigned) ST(MAX));
+    assert_int_not_equal(t->next, ST(NONE));
+
+    /* actions in range; after the first NONE only NONE follows */
+
+    ended = 0;
+
+    for (i = 0; i < NACT; i++) {
+        assert_true((unsigned) t->actions[i] < (unsigned) A(MAX));
+
+        if (t->actions[i] == A(NONE)) {
+            ended = 1;
+
+        } else {
+            assert_false(ended);
+        }
+    }
+}
+
+
+/* an answer equals the expected row, action for action */
+
+static void
+test_state_matches(const ngx_http_voice_transition_t *t,
+    const test_state_row_t *row)
+{
+    size_t  i;
+
+    if (t->next != row->next) {
+        print_error("%s + %s: next %s, expected %s\n",
+                    ngx_http_voice_state_name(row->state),
+                    ngx_http_voice_event_name(row->event),
+                    ngx_http_voice_state_name(t->next),
+                    ngx_http_voice_state_name(row->next));
+    }
+
+    assert_int_equal(t->next, row->next);
+
+    for (i = 0; i < NACT; i++) {
+        if (t->actions[i] != row->actions[i]) {
+            print_error("%s + %s: action %zu is %s, expected %s\n",
+                        ngx_http_voice_state_name(row->state),
+                        ngx_http_voice_event_name(row->event), i,
+                        ngx_http_voice_action_name(t->actions[i]),
+                        ngx_http_voice_action_name(row->actions[i]));
+        }
+
+        assert_int_equal(t->actions[i], row->actions[i]);
+    }
+}
+
+
+static void
+test_state_expect(ngx_http_voice_state_e state, ngx_http_voice_event_e event,
+    ngx_http_voice_state_e next, ngx_http_voice_action_e a0,
+    ngx_http_voice_action_e a1)
+{
+    size_t                              i;
+    const ngx_http_voice_transition_t  *t;
+
+    t = ngx_http_voice_state_next(state, event);
+
+    test_state_well_formed(t);
+
+    assert_int_equal(t->next, next);
+    assert_int_equal(t->actions[0], a0);
+    assert_int_equal(t->actions[1], a1);
+
+    for (i = 2; i < NACT; i++) {
+        assert_int_equal(t->actions[i], A(NONE));
+    }
+}
+
+
+static uint64_t
+test_state_rand(uint64_t *s)
+{
+    uint64_t  z;
+
+    /* splitmix64 */
+
+    *s += 0x9e3779b97f4a7c15ULL;
+    z = *s;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+
+    return z ^ (z >> 31);
+}
+
+
+/* ---- the expected table itself ------------------------------------------ */
+
+
+static void
+test_expected_table_complete(void **state)
+{
+    size_t                  i, j;
+    ngx_http_voice_state_e  s;
+    ngx_http_voice_event_e  e;
+
+    (void) state;
+
+    /* one row per valid pair: 3 states x 13 events */
+
+    assert_int_equal(TEST_STATE_NROWS,
+                     (ST(MAX) - ST(CONNECTED)) * EV(MAX));
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        for (e = 0; e < EV(MAX); e++) {
+            assert_non_null(test_state_lookup(s, e));
+        }
+    }
+
+    for (i = 0; i < TEST_STATE_NROWS; i++) {
+        for (j = i + 1; j < TEST_STATE_NROWS; j++) {
+            assert_false(test_state_expected[i].state
+                             == test_state_expected[j].state
+                         && test_state_expected[i].event
+                             == test_state_expected[j].event);
+        }
+    }
+}
+
+
+/* ---- the whole table ---------------------------------------------------- */
+
+
+static void
+test_table_matches(void **state)
+{
+    size_t                              i;
+    const ngx_http_voice_transition_t  *t;
+
+    (void) state;
+
+    for (i = 0; i < TEST_STATE_NROWS; i++) {
+        t = ngx_http_voice_state_next(test_state_expected[i].state,
+                                      test_state_expected[i].event);
+
+        test_state_well_formed(t);
+        test_state_matches(t, &test_state_expected[i]);
+    }
+}
+
+
+/* ---- robustness: every argument, valid or not --------------------------- */
+
+
+static void
+test_every_state_every_event(void **state)
+{
+    long                                s, e;
+    const ngx_http_voice_transition_t  *t;
+
+    (void) state;
+
+    /* a wide square around the valid range */
+
+    for (s = -3; s < ST(MAX) + 3; s++) {
+        for (e = -3; e < EV(MAX) + 3; e++) {
+            t = ngx_http_voice_state_next((ngx_http_voice_state_e) s,
+                                          (ngx_http_voice_event_e) e);
+            test_state_well_formed(t);
+        }
+    }
+}
+
+
+static void
+test_invalid_events(void **state)
+{
+    size_t                              i;
+    ngx_http_voice_state_e              s;
+    const ngx_http_voice_transition_t  *t;
+
+    (void) state;
+
+    /* an event that does not exist: ERROR_INVALID, state unchanged */
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        for (i = 0; i < sizeof(test_state_bad_events) / sizeof(long); i++) {
+            t = ngx_http_voice_state_next(s,
+                         (ngx_http_voice_event_e) test_state_bad_events[i]);
+
+            test_state_well_formed(t);
+            assert_int_equal(t->next, s);
+            assert_int_equal(t->actions[0], A(ERROR_INVALID));
+            assert_int_equal(t->actions[1], A(NONE));
+        }
+    }
+}
+
+
+static void
+test_invalid_states(void **state)
+{
+    size_t                              i, k;
+    long                                e;
+    ngx_http_voice_state_e              s;
+    const ngx_http_voice_transition_t  *t;
+
+    (void) state;
+
+    /*
+     * A state that does not exist (NONE included) must never open a
+     * session: whatever the event, the machine ends up closed.
+     */
+
+    for (i = 0; i <= sizeof(test_state_bad_states) / sizeof(long); i++) {
+        s = (i == 0) ? ST(NONE)
+                     : (ngx_http_voice_state_e) test_state_bad_states[i - 1];
+
+        for (e = 0; e < EV(MAX); e++) {
+            t = ngx_http_voice_state_next(s, (ngx_http_voice_event_e) e);
+
+            test_state_well_formed(t);
+            assert_int_equal(t->next, ST(CLOSED));
+
+            for (k = 0; k < NACT; k++) {
+                assert_int_not_equal(t->actions[k], A(SEND_STARTED));
+                assert_int_not_equal(t->actions[k], A(ECHO));
+            }
+        }
+
+        for (k = 0; k < sizeof(test_state_bad_events) / sizeof(long); k++) {
+            t = ngx_http_voice_state_next(s,
+                         (ngx_http_voice_event_e) test_state_bad_events[k]);
+
+            test_state_well_formed(t);
+            assert_int_equal(t->next, ST(CLOSED));
+            assert_int_equal(t->actions[0], A(ERROR_INVALID));
+        }
+    }
+}
+
+
+/* ---- properties of the table -------------------------------------------- */
+
+
+static void
+test_close_discipline(void **state)
+{
+    size_t                              k, closes;
+    ngx_http_voice_state_e              s;
+    ngx_http_voice_event_e              e;
+    const ngx_http_voice_transition_t  *t;
+
+    (void) state;
+
+    /*
+     * Leaving an open state for CLOSED always says how (exactly one close
+     * action, the last one); staying open never closes.
+     */
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        for (e = 0; e < EV(MAX); e++) {
+            t = ngx_http_voice_state_next(s, e);
+
+            closes = 0;
+
+            for (k = 0; k < NACT && t->actions[k] != A(NONE); k++) {
+                if (test_state_is_close(t->actions[k])) {
+                    closes++;
+                    assert_true(k + 1 == NACT
+                                || t->actions[k + 1] == A(NONE));
+                }
+            }
+
+            if (test_state_is_open(s) && t->next == ST(CLOSED)) {
+                assert_int_equal(closes, 1);
+
+            } else if (test_state_is_open(t->next)) {
+                assert_int_equal(closes, 0);
+            }
+
+            /* nothing ever goes back to CONNECTED */
+
+            if (s != ST(CONNECTED)) {
+                assert_int_not_equal(t->next, ST(CONNECTED));
+            }
+        }
+    }
+}
+
+
+/* ---- the transitions the protocol spells out ---------------------------- */
+
+
+static void
+test_session_start_first(void **state)
+{
+    (void) state;
+
+    test_state_expect(ST(CONNECTED), EV(SESSION_START), ST(STREAMING),
+                      A(SEND_STARTED), A(NONE));
+}
+
+
+static void
+test_anything_else_first(void **state)
+{
+    ngx_http_voice_event_e  e;
+
+    (void) state;
+
+    /* every message other than a good session.start ends the session */
+
+    for (e = 0; e < EV(MAX); e++) {
+        switch (e) {
+        case EV(SESSION_START):
+        case EV(BAD_FORMAT):
+        case EV(PEER_CLOSE):
+        case EV(IDLE_TIMEOUT):
+        case EV(SHUTDOWN):
+            continue;
+        default:
+            break;
+        }
+
+        test_state_expect(ST(CONNECTED), e, ST(CLOSED),
+                          A(FAIL), A(CLOSE_POLICY));
+    }
+}
+
+
+static void
+test_bad_format_first(void **state)
+{
+    (void) state;
+
+    test_state_expect(ST(CONNECTED), EV(BAD_FORMAT), ST(CLOSED),
+                      A(FAIL_FORMAT), A(CLOSE_POLICY));
+}
+
+
+static void
+test_audio_echoes(void **state)
+{
+    (void) state;
+
+    test_state_expect(ST(STREAMING), EV(AUDIO), ST(STREAMING),
+                      A(ECHO), A(NONE));
+}
+
+
+static void
+test_streaming_messages(void **state)
+{
+    (void) state;
+
+    test_state_expect(ST(STREAMING), EV(MUTE), ST(STREAMING),
+                      A(MUTE), A(NONE));
+    test_state_expect(ST(STREAMING), EV(UNMUTE), ST(STREAMING),
+                      A(UNMUTE), A(NONE));
+    test_state_expect(ST(STREAMING), EV(COMMIT), ST(STREAMING),
+                      A(NONE), A(NONE));
+    test_state_expect(ST(STREAMING), EV(TEXT_INPUT), ST(STREAMING),
+                      A(NONE), A(NONE));
+    test_state_expect(ST(STREAMING), EV(CANCEL), ST(STREAMING),
+                      A(NONE), A(NONE));
+
+    /* mistakes after the start are recoverable */
+
+    test_state_expect(ST(STREAMING), EV(BAD_MESSAGE), ST(STREAMING),
+                      A(REJECT), A(NONE));
+    test_state_expect(ST(STREAMING), EV(SESSION_START), ST(STREAMING),
+                      A(REJECT), A(NONE));
+    test_state_expect(ST(STREAMING), EV(BAD_FORMAT), ST(STREAMING),
+                      A(REJECT), A(NONE));
+}
+
+
+static void
+test_session_end(void **state)
+{
+    (void) state;
+
+    test_state_expect(ST(STREAMING), EV(SESSION_END), ST(CLOSED),
+                      A(CLOSE_NORMAL), A(NONE));
+}
+
+
+static void
+test_peer_close(void **state)
+{
+    (void) state;
+
+    test_state_expect(ST(CONNECTED), EV(PEER_CLOSE), ST(CLOSED),
+                      A(CLOSE_REPLY), A(NONE));
+    test_state_expect(ST(STREAMING), EV(PEER_CLOSE), ST(CLOSED),
+                      A(CLOSE_REPLY), A(NONE));
+}
+
+
+static void
+test_shutdown(void **state)
+{
+    (void) state;
+
+    test_state_expect(ST(CONNECTED), EV(SHUTDOWN), ST(CLOSED),
+                      A(INFO_SHUTDOWN), A(CLOSE_AWAY));
+    test_state_expect(ST(STREAMING), EV(SHUTDOWN), ST(CLOSED),
+                      A(INFO_SHUTDOWN), A(CLOSE_AWAY));
+    test_state_expect(ST(CLOSED), EV(SHUTDOWN), ST(CLOSED),
+                      A(NONE), A(NONE));
+}
+
+
+static void
+test_idle(void **state)
+{
+    (void) state;
+
+    test_state_expect(ST(CONNECTED), EV(IDLE_TIMEOUT), ST(CLOSED),
+                      A(CLOSE_AWAY), A(NONE));
+    test_state_expect(ST(STREAMING), EV(IDLE_TIMEOUT), ST(CLOSED),
+                      A(CLOSE_AWAY), A(NONE));
+    test_state_expect(ST(CLOSED), EV(IDLE_TIMEOUT), ST(CLOSED),
+                      A(NONE), A(NONE));
+}
+
+
+static void
+test_closed_ignores_data(void **state)
+{
+    ngx_http_voice_event_e  e;
+
+    (void) state;
+
+    /* every client message after closing is dropped, not answered */
+
+    for (e = 0; e < EV(MAX); e++) {
+        if (e == EV(PEER_CLOSE)
+            || e == EV(IDLE_TIMEOUT)
+            || e == EV(SHUTDOWN))
+        {
+            continue;
+        }
+
+        test_state_expect(ST(CLOSED), e, ST(CLOSED), A(NONE), A(NONE));
+    }
+
+    test_state_expect(ST(CLOSED), EV(PEER_CLOSE), ST(CLOSED),
+                      A(CLOSE_REPLY), A(NONE));
+}
+
+
+/* ---- names -------------------------------------------------------------- */
+
+
+static void
+test_state_names(void **state)
+{
+    size_t  i;
+
+    (void) state;
+
+    assert_string_equal(ngx_http_voice_state_name(ST(CONNECTED)),
+                        "connected");
+    assert_string_equal(ngx_http_voice_state_name(ST(STREAMING)),
+                        "streaming");
+    assert_string_equal(ngx_http_voice_state_name(ST(CLOSED)), "closed");
+    assert_string_equal(ngx_http_voice_state_name(ST(NONE)), "unknown");
+
+    for (i = 0; i < sizeof(test_state_bad_states) / sizeof(long); i++) {
+        assert_string_equal(ngx_http_voice_state_name(
+                         (ngx_http_voice_state_e) test_state_bad_states[i]),
+                            "unknown");
+    }
+}
+
+
+static void
+test_event_names(void **state)
+{
+    size_t                  i;
+    const char             *name;
+    ngx_http_voice_event_e  e, f;
+
+    (void) state;
+
+    for (e = 0; e < EV(MAX); e++) {
+        name = ngx_http_voice_event_name(e);
+
+        assert_non_null(name);
+        assert_true(name[0] != '\0');
+        assert_string_not_equal(name, "UNKNOWN");
+
+        for (f = 0; f < e; f++) {
+            assert_string_not_equal(name, ngx_http_voice_event_name(f));
+        }
+    }
+
+    for (i = 0; i < sizeof(test_state_bad_events) / sizeof(long); i++) {
+        assert_string_equal(ngx_http_voice_event_name(
+                         (ngx_http_voice_event_e) test_state_bad_events[i]),
+                            "UNKNOWN");
+    }
+}
+
+
+static void
+test_action_names(void **state)
+{
+    const char              *name;
+    ngx_http_voice_action_e  a, b;
+
+    (void) state;
+
+    for (a = 0; a < A(MAX); a++) {
+        name = ngx_http_voice_action_name(a);
+
+        assert_non_null(name);
+        assert_true(name[0] != '\0');
+        assert_string_not_equal(name, "UNKNOWN");
+
+        for (b = 0; b < a; b++) {
+            assert_string_not_equal(name, ngx_http_voice_action_name(b));
+        }
+    }
+
+    assert_string_equal(ngx_http_voice_action_name(A(MAX)), "UNKNOWN");
+    assert_string_equal(
+        ngx_http_voice_action_name((ngx_http_voice_action_e) -1), "UNKNOWN");
+    assert_string_equal(
+        ngx_http_voice_action_name((ngx_http_voice_action_e) 1000), "UNKNOWN");
+}
+
+
+/* ---- random walks ------------------------------------------------------- */
+
+
+static void
+test_random_walks(void **state)
+{
+    size_t                              walk, step, len, k;
+    long                                ev;
+    uint64_t                            s;
+    ngx_http_voice_state_e              cur;
+    const test_state_row_t             *row;
+    const ngx_http_voice_transition_t  *t;
+    size_t                              reached[ST(MAX)];
+
+    (void) state;
+
+    s = 0x7374617465ULL;
+    memset(reached, 0, sizeof(reached));
+
+    for (walk = 0; walk < 20000; walk++) {
+        cur = ST(CONNECTED);
+        len = 1 + (size_t) (test_state_rand(&s) % 48);
+
+        for (step = 0; step < len; step++) {
+
+            /* mostly valid events, some garbage */
+
+            k = (size_t) (test_state_rand(&s) % 20);
+
+            if (k < 16) {
+                ev = (long) (test_state_rand(&s) % EV(MAX));
+
+                /* early on, favour session.start so walks get going */
+
+                if (step == 0 && k < 8) {
+                    ev = EV(SESSION_START);
+                }
+
+            } else {
+                ev = test_state_bad_events[test_state_rand(&s)
+                         % (sizeof(test_state_bad_events) / sizeof(long))];
+            }
+
+            t = ngx_http_voice_state_next(cur, (ngx_http_voice_event_e) ev);
+
+            test_state_well_formed(t);
+
+            if (ev >= 0 && ev < EV(MAX)) {
+                row = test_state_lookup(cur, (ngx_http_voice_event_e) ev);
+                assert_non_null(row);
+                test_state_matches(t, row);
+
+            } else {
+                assert_int_equal(t->next, cur);
+                assert_int_equal(t->actions[0], A(ERROR_INVALID));
+            }
+
+            /* closed is final */
+
+            if (cur == ST(CLOSED)) {
+                assert_int_equal(t->next, ST(CLOSED));
+            }
+
+            cur = t->next;
+            reached[cur]++;
+        }
+    }
+
+    /* the walks did visit every state, or they proved little */
+
+    assert_true(reached[ST(CONNECTED)] > 0);
+    assert_true(reached[ST(STREAMING)] > 0);
+    assert_true(reached[ST(CLOSED)] > 0);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_expected_table_complete),
+        cmocka_unit_test(test_table_matches),
+        cmocka_unit_test(test_every_state_every_event),
+        cmocka_unit_test(test_invalid_events),
+        cmocka_unit_test(test_invalid_states),
+        cmocka_unit_test(test_close_discipline),
+        cmocka_unit_test(test_session_start_first),
+        cmocka_unit_test(test_anything_else_first),
+        cmocka_unit_test(test_bad_format_first),
+        cmocka_unit_test(test_audio_echoes),
+        cmocka_unit_test(test_streaming_messages),
+        cmocka_unit_test(test_session_end),
+        cmocka_unit_test(test_peer_close),
+        cmocka_unit_test(test_shutdown),
+        cmocka_unit_test(test_idle),
+        cmocka_unit_test(test_closed_ignores_data),
+        cmocka_unit_test(test_state_names),
+        cmocka_unit_test(test_event_names),
+        cmocka_unit_test(test_action_names),
+        cmocka_unit_test(test_random_walks),
+    };
+
+    return cmocka_run_group_tests_name("ngx_http_voice_state", tests,
+                                       NULL, NULL);
+}
