@@ -49,6 +49,8 @@ static char *ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static char *ngx_http_voice(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_voice_pipeline(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_voice_allow_origin(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_voice_check_bounds(ngx_conf_t *cf, void *post,
     void *data);
 
@@ -137,9 +139,9 @@ static ngx_command_t  ngx_http_voice_commands[] = {
 
     { ngx_string("voice_allow_origin"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_conf_set_str_array_slot,
+      ngx_http_voice_allow_origin,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_voice_loc_conf_t, origins),
+      0,
       NULL },
 
       ngx_null_command
@@ -667,6 +669,38 @@ ngx_http_voice_pipeline(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                        &value[1], &cmd->name);
 
     return NGX_CONF_ERROR;
+}
+
+
+/* every argument is an origin; the directive may also repeat */
+
+static char *
+ngx_http_voice_allow_origin(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_voice_loc_conf_t *vlcf = conf;
+
+    ngx_str_t   *value, *origin;
+    ngx_uint_t   i;
+
+    if (vlcf->origins == NGX_CONF_UNSET_PTR) {
+        vlcf->origins = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (vlcf->origins == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        origin = ngx_array_push(vlcf->origins);
+        if (origin == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *origin = value[i];
+    }
+
+    return NGX_CONF_OK;
 }
 
 
