@@ -17,6 +17,7 @@ CFLAGS_TOOL := -O2 -g -Wall -Wextra -Werror
 # Every Debian package the project needs, in one place.
 DEBIAN_PACKAGES := nginx nginx-dev build-essential pkg-config \
     libssl-dev libpcre2-dev zlib1g-dev libjansson-dev \
+    libopus-dev libsamplerate0-dev espeak-ng sox \
     libcmocka-dev libtest-base-perl libtext-diff-perl libtest-longstring-perl \
     liblist-moreutils-perl libipc-run-perl libwww-perl libjson-perl \
     python3-websockets nodejs procps
@@ -28,6 +29,8 @@ UNIT_TESTS  := ws ring state
 UNIT_ws     := ngx_http_voice_module/ngx_http_voice_ws.c
 UNIT_ring   := ngx_http_voice_module/ngx_http_voice_ring.c
 UNIT_state  := state/ngx_http_voice_state.c
+UNIT_audio  := ngx_http_voice_module/ngx_http_voice_audio.c -lopus -lsamplerate -lm
+UNIT_vad    := ngx_http_voice_module/ngx_http_voice_vad.c -lm
 UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
                -I$(NGX_BUILD)/src/event -I$(NGX_BUILD)/src/os/unix \
                -Ingx_http_voice_module -Istate
@@ -72,7 +75,8 @@ module: $(MODULE)
 
 $(MODULE): $(NGX_BUILD)/.configured $(MODULE_SRCS)
 	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/ngx_http_voice_module.so $@
+	cp $(NGX_BUILD)/objs/ngx_http_voice_module.so $@.tmp
+	mv -f $@.tmp $@
 
 tools: $(TOOLS)
 
@@ -126,7 +130,7 @@ test-integration: all
 	@cd t/integration && $(PY) run.py
 
 bench: all
-	@$(PY) tools/bench.py
+	@$(PY) tools/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) t/servroot

@@ -13,21 +13,11 @@
 #include <ngx_core.h>
 
 #include "ngx_http_voice_state.h"
+#include "ngx_http_voice_audio.h"
 
-
-#define NGX_HTTP_VOICE_PCM_S16LE       1
-#define NGX_HTTP_VOICE_MULAW           2
-#define NGX_HTTP_VOICE_OPUS            3
 
 #define NGX_HTTP_VOICE_MAX_SESSION_ID  64
 #define NGX_HTTP_VOICE_MAX_JSON        1024
-
-
-typedef struct {
-    ngx_uint_t          encoding;
-    ngx_uint_t          sample_rate;
-    ngx_uint_t          channels;
-} ngx_http_voice_format_t;
 
 
 /* what one text frame says, decoded */

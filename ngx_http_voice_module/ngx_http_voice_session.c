@@ -18,6 +18,13 @@
 #include "ngx_http_voice_session.h"
 
 
+/* room for control frames beyond the audio bound of the outbound queue */
+#define NGX_HTTP_VOICE_CONTROL_RESERVE  4096
+
+/* a backpressure episode ends after this long without a dropped frame */
+#define NGX_HTTP_VOICE_EPISODE          1000
+
+
 /* what came with an event: audio bytes or a decoded text message */
 typedef struct {
     u_char                     *data;
@@ -57,6 +64,7 @@ static ngx_int_t ngx_http_voice_session_started(ngx_http_voice_session_t *s,
 static ngx_int_t ngx_http_voice_session_echo_push(
     ngx_http_voice_session_t *s, u_char *data, size_t len);
 static ngx_int_t ngx_http_voice_session_end(ngx_http_voice_session_t *s);
+static ngx_msec_t ngx_http_voice_session_clock(void);
 
 static ngx_int_t ngx_http_voice_session_error(ngx_http_voice_session_t *s,
     const char *code, const char *message, ngx_uint_t recoverable);
@@ -67,6 +75,7 @@ static ngx_int_t ngx_http_voice_session_close(ngx_http_voice_session_t *s,
 static ngx_int_t ngx_http_voice_session_queue(ngx_http_voice_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len,
     ngx_http_voice_ring_t *src);
+static ngx_int_t ngx_http_voice_session_flush(ngx_http_voice_session_t *s);
 static ngx_int_t ngx_http_voice_session_send(ngx_http_voice_session_t *s);
 static void ngx_http_voice_session_finalize(ngx_http_voice_session_t *s,
     ngx_int_t rc);
@@ -104,9 +113,20 @@ ngx_http_voice_session_create(ngx_http_request_t *r)
     ngx_http_voice_ws_parser_init(&s->parser, 1, s->conf->max_frame_size,
                                   s->conf->max_message_size);
 
+    /*
+     * Audio is held to voice_send_buffer and voice_echo_buffer, but one
+     * whole message always fits an empty queue, and control frames have
+     * room beyond the audio bound.
+     */
+
     ngx_http_voice_ring_init(&s->message, s->conf->max_message_size);
-    ngx_http_voice_ring_init(&s->out, s->conf->send_buffer);
-    ngx_http_voice_ring_init(&s->echo, s->conf->echo_buffer);
+    ngx_http_voice_ring_init(&s->out, s->conf->send_buffer
+                                      + s->conf->max_message_size
+                                      + NGX_HTTP_VOICE_WS_MAX_HEADER
+                                      + NGX_HTTP_VOICE_CONTROL_RESERVE);
+    ngx_http_voice_ring_init(&s->echo, s->conf->echo_buffer
+                                       + s->conf->max_message_size
+                                       + sizeof(ngx_http_voice_echo_t));
 
     s->echo_timer.handler = ngx_http_voice_session_echo;
     s->echo_timer.data = s;
@@ -134,6 +154,7 @@ ngx_http_voice_session_create(ngx_http_request_t *r)
 void
 ngx_http_voice_session_run(ngx_http_request_t *r)
 {
+    int                         sndbuf;
     ngx_connection_t           *c;
     ngx_http_core_loc_conf_t   *clcf;
     ngx_http_voice_session_t   *s;
@@ -161,6 +182,21 @@ ngx_http_voice_session_run(ngx_http_request_t *r)
     if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
         ngx_http_voice_session_finalize(s, NGX_ERROR);
         return;
+    }
+
+    /*
+     * Real-time audio is better dropped than queued for seconds in an
+     * autotuned kernel buffer, where a stalled client would go unnoticed.
+     */
+
+    sndbuf = (int) s->conf->send_buffer;
+
+    if (setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, (const void *) &sndbuf,
+                   sizeof(int))
+        == -1)
+    {
+        ngx_log_error(NGX_LOG_WARN, c->log, ngx_socket_errno,
+                      "voice: setsockopt(SO_SNDBUF) failed");
     }
 
     ngx_add_timer(c->read, s->conf->idle_timeout);
@@ -675,12 +711,10 @@ static ngx_int_t
 ngx_http_voice_session_echo_push(ngx_http_voice_session_t *s, u_char *data,
     size_t len)
 {
-    ngx_int_t              rc;
     ngx_http_voice_echo_t  rec;
 
-    rc = ngx_http_voice_ring_reserve(&s->echo, sizeof(rec) + len);
-
-    if (rc == NGX_DECLINED) {
+    if (s->echo.used && s->echo.used + sizeof(rec) + len > s->conf->echo_buffer)
+    {
         s->dropped++;
 
         if (!s->overflow) {
@@ -700,21 +734,23 @@ ngx_http_voice_session_echo_push(ngx_http_voice_session_t *s, u_char *data,
         return NGX_DECLINED;
     }
 
-    if (rc == NGX_ERROR) {
+    if (ngx_http_voice_ring_reserve(&s->echo, sizeof(rec) + len) != NGX_OK) {
         s->fail = 1;
         (void) ngx_http_voice_session_close(s, NGX_HTTP_VOICE_WS_INTERNAL,
                                             "out of memory");
         return NGX_ERROR;
     }
 
-    rec.due = ngx_current_msec + s->conf->echo_delay;
+    rec.due = ngx_http_voice_session_clock() + s->conf->echo_delay;
     rec.len = len;
 
     (void) ngx_http_voice_ring_write(&s->echo, &rec, sizeof(rec));
     (void) ngx_http_voice_ring_write(&s->echo, data, len);
 
+    /* timer keys count from the cached time, rec.due from now */
+
     if (!s->echo_timer.timer_set) {
-        ngx_add_timer(&s->echo_timer, s->conf->echo_delay);
+        ngx_add_timer(&s->echo_timer, rec.due - ngx_current_msec);
     }
 
     return NGX_OK;
@@ -763,6 +799,23 @@ ngx_http_voice_session_echo(ngx_event_t *ev)
 done:
 
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The time now, on the clock of ngx_current_msec.  The cached value lags
+ * by however long this pass of the event loop has run, which would let an
+ * echo leave early under load.
+ */
+
+static ngx_msec_t
+ngx_http_voice_session_clock(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (ngx_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 
@@ -881,8 +934,8 @@ static ngx_int_t
 ngx_http_voice_session_queue(ngx_http_voice_session_t *s, ngx_uint_t opcode,
     u_char *data, size_t len, ngx_http_voice_ring_t *src)
 {
-    u_char   header[NGX_HTTP_VOICE_WS_MAX_HEADER];
-    size_t   n, limit;
+    u_char  header[NGX_HTTP_VOICE_WS_MAX_HEADER];
+    size_t  n, limit;
 
     if (s->close_queued) {
         goto drop;
@@ -890,15 +943,22 @@ ngx_http_voice_session_queue(ngx_http_voice_session_t *s, ngx_uint_t opcode,
 
     n = ngx_http_voice_ws_header(header, opcode, 1, len, NULL);
 
-    if (opcode == NGX_HTTP_VOICE_WS_BINARY) {
-        limit = s->out.max - ngx_min(4096, s->out.max / 4);
+    limit = s->conf->send_buffer;
 
-        if (s->out.used + n + len > limit) {
-            s->dropped++;
+    /* audio waits only while the socket itself is full */
 
-            if (!s->backpressure) {
-                s->backpressure = 1;
+    if (opcode == NGX_HTTP_VOICE_WS_BINARY
+        && s->out.used && s->out.used + n + len > limit)
+    {
+        if (ngx_http_voice_session_flush(s) == NGX_ERROR) {
+            return NGX_ERROR;
+        }
 
+        if (s->out.used && s->out.used + n + len > limit) {
+
+            if (s->last_drop == 0
+                || ngx_current_msec - s->last_drop >= NGX_HTTP_VOICE_EPISODE)
+            {
                 ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
                               "voice: client reads too slowly, "
                               "dropping audio");
@@ -911,6 +971,9 @@ ngx_http_voice_session_queue(ngx_http_voice_session_t *s, ngx_uint_t opcode,
                     return NGX_ERROR;
                 }
             }
+
+            s->dropped++;
+            s->last_drop = ngx_current_msec;
 
             goto drop;
         }
@@ -948,38 +1011,35 @@ drop:
 }
 
 
-/* writes what is queued; NGX_OK, or NGX_ERROR once the session is over */
+/*
+ * Writes what is queued: NGX_OK when all is out, NGX_AGAIN when the socket
+ * is full, NGX_ERROR once the session is over.
+ */
 
 static ngx_int_t
-ngx_http_voice_session_send(ngx_http_voice_session_t *s)
+ngx_http_voice_session_flush(ngx_http_voice_session_t *s)
 {
-    u_char              *p;
-    size_t               n;
-    ssize_t              sent;
-    ngx_uint_t           progress;
-    ngx_event_t         *wev;
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
+    u_char            *p;
+    size_t             n;
+    ssize_t            sent;
+    ngx_connection_t  *c;
 
     if (s->done) {
         return NGX_ERROR;
     }
 
-    r = s->request;
     c = s->connection;
-    wev = c->write;
-    progress = 0;
 
     /* the 101 response may still wait in nginx's own output chain */
 
     if (c->buffered) {
-        if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
+        if (ngx_http_output_filter(s->request, NULL) == NGX_ERROR) {
             ngx_http_voice_session_finalize(s, NGX_ERROR);
             return NGX_ERROR;
         }
 
         if (c->buffered) {
-            goto again;
+            return NGX_AGAIN;
         }
     }
 
@@ -997,18 +1057,62 @@ ngx_http_voice_session_send(ngx_http_voice_session_t *s)
         }
 
         if (sent == NGX_AGAIN) {
-            goto again;
+            return NGX_AGAIN;
         }
 
         ngx_http_voice_ring_consume(&s->out, sent);
-        progress = 1;
+        s->wrote = 1;
 
         if ((size_t) sent < n) {
-            goto again;
+            return NGX_AGAIN;
         }
     }
 
-    s->backpressure = 0;
+    return NGX_OK;
+}
+
+
+/* flushes and sets the timers; NGX_OK, or NGX_ERROR once it is over */
+
+static ngx_int_t
+ngx_http_voice_session_send(ngx_http_voice_session_t *s)
+{
+    ngx_int_t          rc;
+    ngx_event_t       *wev;
+    ngx_connection_t  *c;
+
+    rc = ngx_http_voice_session_flush(s);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    c = s->connection;
+    wev = c->write;
+
+    if (rc == NGX_AGAIN) {
+
+        /* the send timer measures how long no byte could be written */
+
+        if (s->wrote || !wev->timer_set) {
+            if (wev->timer_set) {
+                ngx_del_timer(wev);
+            }
+
+            ngx_add_timer(wev, s->conf->send_timeout);
+        }
+
+        s->wrote = 0;
+
+        if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+            ngx_http_voice_session_finalize(s, NGX_ERROR);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    s->wrote = 0;
 
     if (wev->timer_set) {
         ngx_del_timer(wev);
@@ -1031,25 +1135,6 @@ ngx_http_voice_session_send(ngx_http_voice_session_t *s)
     }
 
     return NGX_OK;
-
-again:
-
-    /* the send timer measures how long no byte could be written */
-
-    if (progress || !wev->timer_set) {
-        if (wev->timer_set) {
-            ngx_del_timer(wev);
-        }
-
-        ngx_add_timer(wev, s->conf->send_timeout);
-    }
-
-    if (ngx_handle_write_event(wev, 0) != NGX_OK) {
-        ngx_http_voice_session_finalize(s, NGX_ERROR);
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -1068,6 +1153,12 @@ ngx_http_voice_session_finalize(ngx_http_voice_session_t *s, ngx_int_t rc)
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "voice: session done, frames in:%ui out:%ui dropped:%ui "
                    "rc:%i", s->frames_in, s->frames_out, s->dropped, rc);
+
+    if (s->dropped) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "voice: session \"%V\" dropped %ui of %ui audio frames",
+                      &s->id, s->dropped, s->dropped + s->frames_out);
+    }
 
     c->idle = 0;
     c->read->handler = s->request_handler;

@@ -42,10 +42,11 @@ typedef struct {
     ngx_uint_t                   peer_code;  /* the client's close code */
     ngx_uint_t                   frames_in;
     ngx_uint_t                   frames_out;
-    ngx_uint_t                   dropped;
+    ngx_uint_t                   dropped;    /* audio frames, both ways */
+    ngx_msec_t                   last_drop;
 
     unsigned                     muted:1;
-    unsigned                     backpressure:1;
+    unsigned                     wrote:1;        /* progress since timer */
     unsigned                     overflow:1;     /* echo line was full */
     unsigned                     ending:1;       /* session.end: flushing */
     unsigned                     close_queued:1; /* no more frames after */
