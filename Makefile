@@ -25,17 +25,19 @@ DEBIAN_PACKAGES := nginx nginx-dev build-essential pkg-config \
 MODULE_SRCS := $(wildcard ngx_http_voice_module/*.[ch] state/*.[ch]) config
 
 # Pure units and the sources each unit test links.
-UNIT_TESTS  := ws ring state
+UNIT_TESTS  := ws ring state audio vad
 UNIT_ws     := ngx_http_voice_module/ngx_http_voice_ws.c
 UNIT_ring   := ngx_http_voice_module/ngx_http_voice_ring.c
 UNIT_state  := state/ngx_http_voice_state.c
-UNIT_audio  := ngx_http_voice_module/ngx_http_voice_audio.c -lopus -lsamplerate -lm
-UNIT_vad    := ngx_http_voice_module/ngx_http_voice_vad.c -lm
+UNIT_audio_SRC := ngx_http_voice_module/ngx_http_voice_audio.c
+UNIT_audio  := $(UNIT_audio_SRC) -lopus -lsamplerate -lm
+UNIT_vad_SRC := ngx_http_voice_module/ngx_http_voice_vad.c
+UNIT_vad    := $(UNIT_vad_SRC) -lm
 UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
                -I$(NGX_BUILD)/src/event -I$(NGX_BUILD)/src/os/unix \
                -Ingx_http_voice_module -Istate
 
-TOOLS       := $(BUILD)/voice-bench
+TOOLS       := $(BUILD)/voice-bench $(BUILD)/audio-bench $(BUILD)/vad-bench
 
 .PHONY: all deps module tools unit run test test-unit test-nginx \
         test-integration bench clean
@@ -83,6 +85,12 @@ tools: $(TOOLS)
 $(BUILD)/voice-bench: tools/voice-bench.c | $(BUILD)/.deps
 	$(CC) $(CFLAGS_TOOL) -o $@ $< -lm
 
+$(BUILD)/audio-bench: tools/audio-bench.c $(UNIT_audio_SRC) | $(NGX_BUILD)/.configured
+	$(CC) $(CFLAGS_TOOL) $(UNIT_INCS) -o $@ $< $(UNIT_audio)
+
+$(BUILD)/vad-bench: tools/vad-bench.c $(UNIT_vad_SRC) | $(NGX_BUILD)/.configured
+	$(CC) $(CFLAGS_TOOL) $(UNIT_INCS) -o $@ $< $(UNIT_vad)
+
 # C unit tests (cmocka) of the pure parts: no nginx runtime involved.
 unit: $(addprefix $(BUILD)/unit/test_,$(UNIT_TESTS))
 
@@ -110,8 +118,15 @@ run: all
 test: all unit
 	@$(MAKE) -s test-unit test-nginx test-integration
 
-test-unit: unit
-	@set -e; for t in $(UNIT_TESTS); do $(BUILD)/unit/test_$$t; done
+# the labelled set the VAD is tuned and tested on: generated, not kept
+VAD_SET     := $(BUILD)/vad
+
+$(VAD_SET)/index.txt: t/vad/gen.py | $(BUILD)/.deps
+	$(PY) t/vad/gen.py $(VAD_SET)
+
+test-unit: unit $(VAD_SET)/index.txt
+	@set -e; for t in $(UNIT_TESTS); do \
+	    NGX_HTTP_VOICE_VAD_SET=$(VAD_SET) $(BUILD)/unit/test_$$t; done
 
 # The t/*.t files are Test::Nginx::Socket suites.  When the real
 # Test::Nginx (CPAN) is not installed, the compatible runner in t/lib
