@@ -14,6 +14,8 @@
 #include "ngx_http_voice_module.h"
 #include "ngx_http_voice_session.h"
 #include "ngx_http_voice_ws.h"
+#include "ngx_http_voice_audio.h"
+#include "ngx_http_voice_vad.h"
 
 
 /* nginx 1.22 has no name for it */
@@ -67,8 +69,44 @@ static ngx_http_voice_bounds_t  ngx_http_voice_frame_bounds = {
     ngx_http_voice_check_bounds, 125, 16 * 1024 * 1024, "bytes"
 };
 
+static ngx_http_voice_bounds_t  ngx_http_voice_silence_bounds = {
+    ngx_http_voice_check_bounds, NGX_HTTP_VOICE_VAD_SILENCE_MIN,
+    NGX_HTTP_VOICE_VAD_SILENCE_MAX, "ms"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_speech_bounds = {
+    ngx_http_voice_check_bounds, NGX_HTTP_VOICE_VAD_SPEECH_MIN,
+    NGX_HTTP_VOICE_VAD_SPEECH_MAX, "ms"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_lead_bounds = {
+    ngx_http_voice_check_bounds, 20, 1000, "ms"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_playout_bounds = {
+    ngx_http_voice_check_bounds, 100, 600000, "ms"
+};
+
 static ngx_http_voice_bounds_t  ngx_http_voice_buffer_bounds = {
     ngx_http_voice_check_bounds, 1024, 64 * 1024 * 1024, "bytes"
+};
+
+
+static ngx_conf_enum_t  ngx_http_voice_dialects[] = {
+    { ngx_string("voice.v1"), NGX_HTTP_VOICE_DIALECT_VOICE },
+    { ngx_string("twilio"), NGX_HTTP_VOICE_DIALECT_TWILIO },
+    { ngx_string("vonage"), NGX_HTTP_VOICE_DIALECT_VONAGE },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_voice_qualities[] = {
+    { ngx_string("best"), NGX_HTTP_VOICE_RESAMPLE_BEST },
+    { ngx_string("medium"), NGX_HTTP_VOICE_RESAMPLE_MEDIUM },
+    { ngx_string("fastest"), NGX_HTTP_VOICE_RESAMPLE_FASTEST },
+    { ngx_string("zero_order_hold"), NGX_HTTP_VOICE_RESAMPLE_ZOH },
+    { ngx_string("linear"), NGX_HTTP_VOICE_RESAMPLE_LINEAR },
+    { ngx_null_string, 0 }
 };
 
 
@@ -143,6 +181,69 @@ static ngx_command_t  ngx_http_voice_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("voice_protocol"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, dialect),
+      &ngx_http_voice_dialects },
+
+    { ngx_string("voice_resample_quality"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, resample_quality),
+      &ngx_http_voice_qualities },
+
+    { ngx_string("voice_playout_lead"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, playout_lead),
+      &ngx_http_voice_lead_bounds },
+
+    { ngx_string("voice_playout_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, playout_buffer),
+      &ngx_http_voice_playout_bounds },
+
+    { ngx_string("voice_vad_events"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, vad_events),
+      NULL },
+
+    { ngx_string("voice_vad_silence"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, vad_silence),
+      &ngx_http_voice_silence_bounds },
+
+    { ngx_string("voice_vad_min_speech"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, vad_min_speech),
+      &ngx_http_voice_speech_bounds },
+
+    { ngx_string("voice_max_utterance"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, max_utterance),
+      &ngx_http_voice_timeout_bounds },
+
+    { ngx_string("voice_max_utterance_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, max_utterance_size),
+      &ngx_http_voice_buffer_bounds },
 
       ngx_null_command
 };
@@ -579,6 +680,15 @@ ngx_http_voice_create_loc_conf(ngx_conf_t *cf)
     conf->send_buffer = NGX_CONF_UNSET_SIZE;
     conf->echo_buffer = NGX_CONF_UNSET_SIZE;
     conf->origins = NGX_CONF_UNSET_PTR;
+    conf->dialect = NGX_CONF_UNSET_UINT;
+    conf->resample_quality = NGX_CONF_UNSET_UINT;
+    conf->playout_lead = NGX_CONF_UNSET_MSEC;
+    conf->playout_buffer = NGX_CONF_UNSET_MSEC;
+    conf->vad_events = NGX_CONF_UNSET;
+    conf->vad_silence = NGX_CONF_UNSET_MSEC;
+    conf->vad_min_speech = NGX_CONF_UNSET_MSEC;
+    conf->max_utterance = NGX_CONF_UNSET_MSEC;
+    conf->max_utterance_size = NGX_CONF_UNSET_SIZE;
 
     return conf;
 }
@@ -604,6 +714,22 @@ ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->echo_buffer, prev->echo_buffer,
                               64 * 1024);
     ngx_conf_merge_ptr_value(conf->origins, prev->origins, NULL);
+    ngx_conf_merge_uint_value(conf->dialect, prev->dialect,
+                              NGX_HTTP_VOICE_DIALECT_VOICE);
+    ngx_conf_merge_uint_value(conf->resample_quality, prev->resample_quality,
+                              NGX_HTTP_VOICE_RESAMPLE_FASTEST);
+    ngx_conf_merge_msec_value(conf->playout_lead, prev->playout_lead, 80);
+    ngx_conf_merge_msec_value(conf->playout_buffer, prev->playout_buffer,
+                              10000);
+    ngx_conf_merge_value(conf->vad_events, prev->vad_events, 0);
+    ngx_conf_merge_msec_value(conf->vad_silence, prev->vad_silence,
+                              NGX_HTTP_VOICE_VAD_SILENCE);
+    ngx_conf_merge_msec_value(conf->vad_min_speech, prev->vad_min_speech,
+                              NGX_HTTP_VOICE_VAD_MIN_SPEECH);
+    ngx_conf_merge_msec_value(conf->max_utterance, prev->max_utterance,
+                              30000);
+    ngx_conf_merge_size_value(conf->max_utterance_size,
+                              prev->max_utterance_size, 4 * 1024 * 1024);
 
     if (conf->max_message_size < conf->max_frame_size) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

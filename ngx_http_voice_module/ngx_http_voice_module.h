@@ -18,6 +18,10 @@
 
 #define NGX_HTTP_VOICE_PROTOCOL        "voice.v1"
 
+#define NGX_HTTP_VOICE_DIALECT_VOICE   0
+#define NGX_HTTP_VOICE_DIALECT_TWILIO  1
+#define NGX_HTTP_VOICE_DIALECT_VONAGE  2
+
 
 typedef struct {
     ngx_uint_t          pipeline;
@@ -29,6 +33,16 @@ typedef struct {
     size_t              send_buffer;
     size_t              echo_buffer;
     ngx_array_t        *origins;            /* of ngx_str_t; NULL: any */
+
+    ngx_uint_t          dialect;
+    ngx_uint_t          resample_quality;
+    ngx_msec_t          playout_lead;
+    ngx_msec_t          playout_buffer;
+    ngx_flag_t          vad_events;
+    ngx_msec_t          vad_silence;
+    ngx_msec_t          vad_min_speech;
+    ngx_msec_t          max_utterance;
+    size_t              max_utterance_size;
 } ngx_http_voice_loc_conf_t;
 
 

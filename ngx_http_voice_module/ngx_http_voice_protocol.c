@@ -1,7 +1,9 @@
 
 /*
- * voice.v1: decoding client messages into session events, and building
- * the JSON of server messages.  JSON goes through jansson both ways.
+ * Client dialects: decoding client messages into session events, and
+ * building the JSON of server messages.  voice.v1 is the native one;
+ * Twilio Media Streams and the Vonage WebSocket map onto the same events.
+ * JSON goes through jansson, but for the per-frame Twilio media message.
  */
 
 
@@ -18,6 +20,18 @@ typedef struct {
 } ngx_http_voice_type_t;
 
 
+static void ngx_http_voice_protocol_native(json_t *root,
+    ngx_http_voice_message_t *m);
+static void ngx_http_voice_protocol_twilio(json_t *root,
+    ngx_http_voice_message_t *m, u_char *audio, size_t audio_cap);
+static void ngx_http_voice_protocol_twilio_start(json_t *root,
+    ngx_http_voice_message_t *m);
+static void ngx_http_voice_protocol_vonage(json_t *root,
+    ngx_http_voice_message_t *m);
+static ngx_int_t ngx_http_voice_protocol_number(json_t *value,
+    ngx_uint_t *n);
+static ngx_int_t ngx_http_voice_protocol_token(json_t *value, u_char *buf,
+    size_t size, size_t *len);
 static ngx_int_t ngx_http_voice_protocol_start(json_t *root,
     ngx_http_voice_message_t *m);
 static ngx_int_t ngx_http_voice_protocol_format(json_t *obj,
@@ -50,16 +64,19 @@ static const char  *ngx_http_voice_encodings[] = {
 
 
 void
-ngx_http_voice_protocol_decode(const u_char *data, size_t len,
-    ngx_http_voice_message_t *m)
+ngx_http_voice_protocol_decode(ngx_uint_t dialect, const u_char *data,
+    size_t len, ngx_http_voice_message_t *m, u_char *audio,
+    size_t audio_cap)
 {
-    json_t                 *root, *type;
-    const char             *name;
-    json_error_t            err;
-    ngx_http_voice_type_t  *t;
+    json_t        *root;
+    json_error_t   err;
 
     m->event = NGX_HTTP_VOICE_EV_BAD_MESSAGE;
     m->session_id_len = 0;
+    m->audio = NULL;
+    m->audio_len = 0;
+    m->mark_len = 0;
+    m->digit = 0;
     m->reason[0] = '\0';
 
     root = json_loadb((const char *) data, len, JSON_REJECT_DUPLICATES, &err);
@@ -69,12 +86,44 @@ ngx_http_voice_protocol_decode(const u_char *data, size_t len,
         return;
     }
 
+    if (!json_is_object(root)) {
+        ngx_http_voice_protocol_reason(m, "a JSON object expected");
+        goto done;
+    }
+
+    switch (dialect) {
+
+    case NGX_HTTP_VOICE_DIALECT_TWILIO:
+        ngx_http_voice_protocol_twilio(root, m, audio, audio_cap);
+        break;
+
+    case NGX_HTTP_VOICE_DIALECT_VONAGE:
+        ngx_http_voice_protocol_vonage(root, m);
+        break;
+
+    default: /* NGX_HTTP_VOICE_DIALECT_VOICE */
+        ngx_http_voice_protocol_native(root, m);
+    }
+
+done:
+
+    json_decref(root);
+}
+
+
+static void
+ngx_http_voice_protocol_native(json_t *root, ngx_http_voice_message_t *m)
+{
+    json_t                 *type;
+    const char             *name;
+    ngx_http_voice_type_t  *t;
+
     type = json_object_get(root, "type");
 
-    if (!json_is_object(root) || !json_is_string(type)) {
+    if (!json_is_string(type)) {
         ngx_http_voice_protocol_reason(m, "a JSON object with a \"type\" "
                                        "string expected");
-        goto done;
+        return;
     }
 
     name = json_string_value(type);
@@ -87,7 +136,7 @@ ngx_http_voice_protocol_decode(const u_char *data, size_t len,
 
     if (t->name == NULL) {
         ngx_http_voice_protocol_reason(m, "unknown message type");
-        goto done;
+        return;
     }
 
     m->event = t->event;
@@ -95,20 +144,305 @@ ngx_http_voice_protocol_decode(const u_char *data, size_t len,
     if (m->event == NGX_HTTP_VOICE_EV_SESSION_START) {
         (void) ngx_http_voice_protocol_start(root, m);
     }
+}
 
-done:
 
-    json_decref(root);
+/*
+ * Twilio Media Streams: Twilio is the client, every frame is JSON, and
+ * numbers often come as strings.  Events it may add later are ignored.
+ */
+
+static void
+ngx_http_voice_protocol_twilio(json_t *root, ngx_http_voice_message_t *m,
+    u_char *audio, size_t audio_cap)
+{
+    json_t      *event, *obj, *payload;
+    ngx_str_t    src, dst;
+    const char  *name;
+
+    event = json_object_get(root, "event");
+    name = json_string_value(event);
+
+    if (name == NULL) {
+        ngx_http_voice_protocol_reason(m, "a Twilio message has an "
+                                       "\"event\" string");
+        return;
+    }
+
+    if (ngx_strcmp(name, "media") == 0) {
+        obj = json_object_get(root, "media");
+        payload = json_object_get(obj, "payload");
+
+        if (!json_is_string(payload)) {
+            ngx_http_voice_protocol_reason(m, "\"media.payload\" missing");
+            return;
+        }
+
+        /* only the caller's own voice: other tracks are not ours to echo */
+
+        name = json_string_value(json_object_get(obj, "track"));
+
+        if (name && ngx_strcmp(name, "inbound") != 0) {
+            m->event = NGX_HTTP_VOICE_EV_NOTICE;
+            return;
+        }
+
+        src.data = (u_char *) json_string_value(payload);
+        src.len = json_string_length(payload);
+
+        if (ngx_base64_decoded_length(src.len) > audio_cap) {
+            ngx_http_voice_protocol_reason(m, "\"media.payload\" too long");
+            return;
+        }
+
+        dst.data = audio;
+
+        if (ngx_decode_base64(&dst, &src) != NGX_OK) {
+            ngx_http_voice_protocol_reason(m, "\"media.payload\" is not "
+                                           "base64");
+            return;
+        }
+
+        m->event = NGX_HTTP_VOICE_EV_AUDIO;
+        m->audio = audio;
+        m->audio_len = dst.len;
+        return;
+    }
+
+    if (ngx_strcmp(name, "start") == 0) {
+        ngx_http_voice_protocol_twilio_start(root, m);
+        return;
+    }
+
+    if (ngx_strcmp(name, "mark") == 0) {
+        obj = json_object_get(json_object_get(root, "mark"), "name");
+
+        if (ngx_http_voice_protocol_token(obj, m->mark, sizeof(m->mark),
+                                          &m->mark_len)
+            != NGX_OK)
+        {
+            ngx_http_voice_protocol_reason(m, "\"mark.name\" invalid");
+            return;
+        }
+
+        m->event = NGX_HTTP_VOICE_EV_MARK;
+        return;
+    }
+
+    if (ngx_strcmp(name, "dtmf") == 0) {
+        name = json_string_value(json_object_get(json_object_get(root, "dtmf"),
+                                                 "digit"));
+        if (name == NULL || ngx_strlen(name) != 1) {
+            ngx_http_voice_protocol_reason(m, "\"dtmf.digit\" invalid");
+            return;
+        }
+
+        m->event = NGX_HTTP_VOICE_EV_DTMF;
+        m->digit = (u_char) name[0];
+        return;
+    }
+
+    if (ngx_strcmp(name, "stop") == 0) {
+        m->event = NGX_HTTP_VOICE_EV_SESSION_END;
+        return;
+    }
+
+    /* "connected" and whatever else Twilio says in passing */
+
+    m->event = NGX_HTTP_VOICE_EV_NOTICE;
+}
+
+
+static void
+ngx_http_voice_protocol_twilio_start(json_t *root,
+    ngx_http_voice_message_t *m)
+{
+    json_t      *start, *format, *sid;
+    ngx_uint_t   rate, channels;
+    const char  *encoding;
+
+    start = json_object_get(root, "start");
+    format = json_object_get(start, "mediaFormat");
+
+    sid = json_object_get(root, "streamSid");
+
+    if (sid == NULL) {
+        sid = json_object_get(start, "streamSid");
+    }
+
+    if (ngx_http_voice_protocol_token(sid, m->session_id,
+                                      sizeof(m->session_id),
+                                      &m->session_id_len)
+        != NGX_OK)
+    {
+        ngx_http_voice_protocol_reason(m, "\"streamSid\" invalid");
+        return;
+    }
+
+    encoding = json_string_value(json_object_get(format, "encoding"));
+
+    if (encoding == NULL
+        || ngx_strcmp(encoding, "audio/x-mulaw") != 0
+        || ngx_http_voice_protocol_number(json_object_get(format,
+                                                          "sampleRate"),
+                                          &rate)
+           != NGX_OK
+        || rate != 8000
+        || (json_object_get(format, "channels")
+            && (ngx_http_voice_protocol_number(json_object_get(format,
+                                                               "channels"),
+                                               &channels)
+                != NGX_OK
+                || channels != 1)))
+    {
+        m->event = NGX_HTTP_VOICE_EV_BAD_FORMAT;
+        ngx_http_voice_protocol_reason(m, "Twilio \"mediaFormat\" must be "
+                                       "audio/x-mulaw, 8000 Hz, mono");
+        return;
+    }
+
+    m->event = NGX_HTTP_VOICE_EV_SESSION_START;
+    m->input.encoding = NGX_HTTP_VOICE_MULAW;
+    m->input.sample_rate = 8000;
+    m->input.channels = 1;
+    m->output = m->input;
+}
+
+
+/*
+ * The Vonage WebSocket: a JSON first frame names the rate, then binary
+ * L16 frames both ways.
+ */
+
+static void
+ngx_http_voice_protocol_vonage(json_t *root, ngx_http_voice_message_t *m)
+{
+    u_char      *p;
+    ngx_int_t    rate;
+    const char  *name, *type;
+
+    name = json_string_value(json_object_get(root, "event"));
+
+    if (name == NULL) {
+        ngx_http_voice_protocol_reason(m, "a Vonage message has an "
+                                       "\"event\" string");
+        return;
+    }
+
+    if (ngx_strcmp(name, "websocket:connected") == 0) {
+        type = json_string_value(json_object_get(root, "content-type"));
+        rate = 0;
+
+        if (type && ngx_strncasecmp((u_char *) type,
+                                    (u_char *) "audio/l16;rate=", 15) == 0)
+        {
+            p = (u_char *) type + 15;
+            rate = ngx_atoi(p, ngx_strlen(p));
+        }
+
+        if (rate != 8000 && rate != 16000 && rate != 24000) {
+            m->event = NGX_HTTP_VOICE_EV_BAD_FORMAT;
+            ngx_http_voice_protocol_reason(m, "Vonage \"content-type\" must "
+                                           "be audio/l16;rate=8000, 16000 "
+                                           "or 24000");
+            return;
+        }
+
+        m->event = NGX_HTTP_VOICE_EV_SESSION_START;
+        m->input.encoding = NGX_HTTP_VOICE_PCM_S16LE;
+        m->input.sample_rate = rate;
+        m->input.channels = 1;
+        m->output = m->input;
+        return;
+    }
+
+    if (ngx_strcmp(name, "websocket:dtmf") == 0) {
+        name = json_string_value(json_object_get(root, "digit"));
+
+        if (name == NULL || ngx_strlen(name) != 1) {
+            ngx_http_voice_protocol_reason(m, "\"digit\" invalid");
+            return;
+        }
+
+        m->event = NGX_HTTP_VOICE_EV_DTMF;
+        m->digit = (u_char) name[0];
+        return;
+    }
+
+    m->event = NGX_HTTP_VOICE_EV_NOTICE;
+}
+
+
+/* a number, or a string holding one: gateways send both */
+
+static ngx_int_t
+ngx_http_voice_protocol_number(json_t *value, ngx_uint_t *n)
+{
+    ngx_int_t    v;
+    const char  *s;
+
+    if (json_is_integer(value) && json_integer_value(value) >= 0) {
+        *n = (ngx_uint_t) json_integer_value(value);
+        return NGX_OK;
+    }
+
+    s = json_string_value(value);
+
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    v = ngx_atoi((u_char *) s, ngx_strlen(s));
+
+    if (v == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    *n = (ngx_uint_t) v;
+
+    return NGX_OK;
+}
+
+
+/*
+ * An identifier that goes into logs and replies unescaped: letters,
+ * digits and "-_.:" only.
+ */
+
+static ngx_int_t
+ngx_http_voice_protocol_token(json_t *value, u_char *buf, size_t size,
+    size_t *len)
+{
+    u_char  *p;
+    size_t   i, n;
+
+    p = (u_char *) json_string_value(value);
+    n = p ? json_string_length(value) : 0;
+
+    if (n == 0 || n > size) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!((p[i] >= '0' && p[i] <= '9')
+              || ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'z')
+              || p[i] == '-' || p[i] == '_' || p[i] == '.' || p[i] == ':'))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_memcpy(buf, p, n);
+    *len = n;
+
+    return NGX_OK;
 }
 
 
 static ngx_int_t
 ngx_http_voice_protocol_start(json_t *root, ngx_http_voice_message_t *m)
 {
-    u_char      *p;
-    size_t       i, len;
-    json_t      *audio, *id;
-    const char  *s;
+    json_t  *audio, *id;
 
     audio = json_object_get(root, "audio");
 
@@ -131,42 +465,19 @@ ngx_http_voice_protocol_start(json_t *root, ngx_http_voice_message_t *m)
 
     id = json_object_get(root, "session_id");
 
-    if (id == NULL) {
-        return NGX_OK;
+    if (id && ngx_http_voice_protocol_token(id, m->session_id,
+                                            sizeof(m->session_id),
+                                            &m->session_id_len)
+              != NGX_OK)
+    {
+        m->event = NGX_HTTP_VOICE_EV_BAD_MESSAGE;
+        ngx_http_voice_protocol_reason(m, "\"session_id\" must be 1 to %d "
+                                       "letters, digits or \"-_.:\"",
+                                       NGX_HTTP_VOICE_MAX_SESSION_ID);
+        return NGX_ERROR;
     }
-
-    /* the id goes into logs and replies: a plain token only */
-
-    s = json_string_value(id);
-    len = s ? json_string_length(id) : 0;
-
-    if (len == 0 || len > NGX_HTTP_VOICE_MAX_SESSION_ID) {
-        goto invalid;
-    }
-
-    p = (u_char *) s;
-
-    for (i = 0; i < len; i++) {
-        if (!((p[i] >= '0' && p[i] <= '9')
-              || ((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'z')
-              || p[i] == '-' || p[i] == '_' || p[i] == '.' || p[i] == ':'))
-        {
-            goto invalid;
-        }
-    }
-
-    ngx_memcpy(m->session_id, p, len);
-    m->session_id_len = len;
 
     return NGX_OK;
-
-invalid:
-
-    m->event = NGX_HTTP_VOICE_EV_BAD_MESSAGE;
-    ngx_http_voice_protocol_reason(m, "\"session_id\" must be 1 to %d "
-                                   "letters, digits or \"-_.:\"",
-                                   NGX_HTTP_VOICE_MAX_SESSION_ID);
-    return NGX_ERROR;
 }
 
 
@@ -354,6 +665,85 @@ ngx_http_voice_protocol_info(u_char *buf, size_t size, const char *code,
         json_pack("{s:s, s:s, s:s}", "type", "info", "code", code,
                   "message", message),
         buf, size);
+}
+
+
+size_t
+ngx_http_voice_protocol_speech(u_char *buf, size_t size, ngx_uint_t started,
+    ngx_uint_t turn, uint64_t audio_ms)
+{
+    return ngx_http_voice_protocol_dump(
+        json_pack("{s:s, s:i, s:I}",
+                  "type", started ? "speech.started" : "speech.ended",
+                  "turn", (int) turn,
+                  "audio_ms", (json_int_t) audio_ms),
+        buf, size);
+}
+
+
+/*
+ * Twilio media goes out fifty times a second: written directly, since
+ * the stream id is a checked token and base64 needs no escaping.
+ */
+
+size_t
+ngx_http_voice_protocol_twilio_media(u_char *buf, size_t size,
+    ngx_str_t *stream, const u_char *audio, size_t len)
+{
+    u_char     *p, *last;
+    ngx_str_t   src, dst;
+
+    if (size < ngx_http_voice_protocol_twilio_size(len)) {
+        return 0;
+    }
+
+    last = buf + size;
+
+    p = ngx_slprintf(buf, last, "{\"event\":\"media\",\"streamSid\":\"%V\","
+                     "\"media\":{\"payload\":\"", stream);
+
+    src.data = (u_char *) audio;
+    src.len = len;
+    dst.data = p;
+
+    ngx_encode_base64(&dst, &src);
+
+    p = ngx_cpymem(p + dst.len, "\"}}", 3);
+
+    return p - buf;
+}
+
+
+size_t
+ngx_http_voice_protocol_twilio_mark(u_char *buf, size_t size,
+    ngx_str_t *stream, ngx_uint_t mark)
+{
+    u_char  name[NGX_INT_T_LEN];
+    size_t  n;
+
+    n = ngx_sprintf(name, "%ui", mark) - name;
+
+    return ngx_http_voice_protocol_dump(
+        json_pack("{s:s, s:s%, s:{s:s%}}", "event", "mark",
+                  "streamSid", stream->data, stream->len,
+                  "mark", "name", name, n),
+        buf, size);
+}
+
+
+size_t
+ngx_http_voice_protocol_clear(ngx_uint_t dialect, u_char *buf, size_t size,
+    ngx_str_t *stream)
+{
+    if (dialect == NGX_HTTP_VOICE_DIALECT_TWILIO) {
+        return ngx_http_voice_protocol_dump(
+            json_pack("{s:s, s:s%}", "event", "clear",
+                      "streamSid", stream->data, stream->len),
+            buf, size);
+    }
+
+    return ngx_http_voice_protocol_dump(
+        json_pack("{s:s}", "action", "clear"), buf, size);
 }
 
 

@@ -18,6 +18,19 @@
 #include "ngx_http_voice_ring.h"
 #include "ngx_http_voice_protocol.h"
 #include "ngx_http_voice_state.h"
+#include "ngx_http_voice_audio.h"
+#include "ngx_http_voice_vad.h"
+#include "ngx_http_voice_playout.h"
+
+
+#define NGX_HTTP_VOICE_MARKS  16
+
+
+/* a Twilio mark sent after the sample it stands for */
+typedef struct {
+    ngx_uint_t                   id;
+    uint64_t                     position;
+} ngx_http_voice_mark_t;
 
 
 typedef struct {
@@ -34,6 +47,26 @@ typedef struct {
     ngx_http_voice_ring_t        echo;       /* the echo delay line */
     ngx_event_t                  echo_timer;
 
+    /* audio in: client format -> PCM16 16 kHz -> VAD, pipeline */
+    ngx_http_voice_codec_t       decoder;
+    ngx_http_voice_resampler_t   in_rate;
+    ngx_http_voice_vad_t        *vad;        /* NULL: not listening */
+    uint64_t                     speech_pos; /* of the last VAD event */
+    uint64_t                     utterance;  /* samples since it started */
+    size_t                       utterance_size;   /* client bytes */
+    ngx_uint_t                   turn;
+
+    /* audio out: PCM16 16 kHz -> client rate -> paced frames */
+    ngx_http_voice_resampler_t   out_rate;
+    ngx_http_voice_codec_t       encoder;
+    ngx_http_voice_ring_t        playout;    /* PCM16 at encoder.rate */
+    ngx_http_voice_playout_t     pacer;
+    ngx_event_t                  playout_timer;
+    ngx_uint_t                   frame;      /* samples per 20 ms */
+    ngx_uint_t                   marks_sent;
+    ngx_uint_t                   nmarks;
+    ngx_http_voice_mark_t        marks[NGX_HTTP_VOICE_MARKS];
+
     ngx_http_voice_format_t      input;
     ngx_http_voice_format_t      output;
     ngx_str_t                    id;
@@ -46,6 +79,7 @@ typedef struct {
     ngx_msec_t                   last_drop;
 
     unsigned                     muted:1;
+    unsigned                     raw_echo:1;     /* frames back unchanged */
     unsigned                     wrote:1;        /* progress since timer */
     unsigned                     overflow:1;     /* echo line was full */
     unsigned                     ending:1;       /* session.end: flushing */

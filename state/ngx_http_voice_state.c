@@ -27,45 +27,98 @@ static const ngx_http_voice_transition_t
 {
     /* a new connection: session.start must come first */
 
-    ON(CONNECTED,  SESSION_START, STREAMING,  A(SEND_STARTED)),
-    ON(CONNECTED,  BAD_FORMAT,    CLOSED,     A(FAIL_FORMAT), A(CLOSE_POLICY)),
-    ON(CONNECTED,  AUDIO,         CLOSED,     A(FAIL), A(CLOSE_POLICY)),
-    ON(CONNECTED,  COMMIT,        CLOSED,     A(FAIL), A(CLOSE_POLICY)),
-    ON(CONNECTED,  MUTE,          CLOSED,     A(FAIL), A(CLOSE_POLICY)),
-    ON(CONNECTED,  UNMUTE,        CLOSED,     A(FAIL), A(CLOSE_POLICY)),
-    ON(CONNECTED,  TEXT_INPUT,    CLOSED,     A(FAIL), A(CLOSE_POLICY)),
-    ON(CONNECTED,  CANCEL,        CLOSED,     A(FAIL), A(CLOSE_POLICY)),
-    ON(CONNECTED,  SESSION_END,   CLOSED,     A(FAIL), A(CLOSE_POLICY)),
-    ON(CONNECTED,  BAD_MESSAGE,   CLOSED,     A(FAIL), A(CLOSE_POLICY)),
+    ON(CONNECTED,    SESSION_START,  STREAMING,    A(SEND_STARTED)),
+    ON(CONNECTED,    NOTICE,         CONNECTED,    A(NONE)),
+    ON(CONNECTED,    BAD_FORMAT,     CLOSED,       A(FAIL_FORMAT),
+                                                   A(CLOSE_POLICY)),
+    ON(CONNECTED,    AUDIO,          CLOSED,       A(FAIL), A(CLOSE_POLICY)),
+    ON(CONNECTED,    COMMIT,         CLOSED,       A(FAIL), A(CLOSE_POLICY)),
+    ON(CONNECTED,    MUTE,           CLOSED,       A(FAIL), A(CLOSE_POLICY)),
+    ON(CONNECTED,    UNMUTE,         CLOSED,       A(FAIL), A(CLOSE_POLICY)),
+    ON(CONNECTED,    TEXT_INPUT,     CLOSED,       A(FAIL), A(CLOSE_POLICY)),
+    ON(CONNECTED,    CANCEL,         CLOSED,       A(FAIL), A(CLOSE_POLICY)),
+    ON(CONNECTED,    SESSION_END,    CLOSED,       A(FAIL), A(CLOSE_POLICY)),
+    ON(CONNECTED,    BAD_MESSAGE,    CLOSED,       A(FAIL), A(CLOSE_POLICY)),
+    ON(CONNECTED,    MARK,           CLOSED,       A(FAIL), A(CLOSE_POLICY)),
+    ON(CONNECTED,    DTMF,           CLOSED,       A(FAIL), A(CLOSE_POLICY)),
 
-    /* the echo pipeline: audio comes back after voice_echo_delay */
+    /* the echo pipeline, before the user has been heard */
 
-    ON(STREAMING,  AUDIO,         STREAMING,  A(ECHO)),
-    ON(STREAMING,  MUTE,          STREAMING,  A(MUTE)),
-    ON(STREAMING,  UNMUTE,        STREAMING,  A(UNMUTE)),
-    ON(STREAMING,  COMMIT,        STREAMING,  A(NONE)),
-    ON(STREAMING,  TEXT_INPUT,    STREAMING,  A(NONE)),
-    ON(STREAMING,  CANCEL,        STREAMING,  A(NONE)),
-    ON(STREAMING,  SESSION_START, STREAMING,  A(REJECT)),
-    ON(STREAMING,  BAD_FORMAT,    STREAMING,  A(REJECT)),
-    ON(STREAMING,  BAD_MESSAGE,   STREAMING,  A(REJECT)),
-    ON(STREAMING,  SESSION_END,   CLOSED,     A(CLOSE_NORMAL)),
+    ON(STREAMING,    AUDIO,          STREAMING,    A(AUDIO)),
+    ON(STREAMING,    SPEECH_STARTED, TRANSCRIBING, A(SPEECH)),
+    ON(STREAMING,    COMMIT,         STREAMING,    A(END_TURN)),
+    ON(STREAMING,    MUTE,           STREAMING,    A(MUTE)),
+    ON(STREAMING,    UNMUTE,         STREAMING,    A(UNMUTE)),
+    ON(STREAMING,    TEXT_INPUT,     STREAMING,    A(NONE)),
+    ON(STREAMING,    CANCEL,         STREAMING,    A(CANCEL)),
+    ON(STREAMING,    MARK,           STREAMING,    A(MARK)),
+    ON(STREAMING,    DTMF,           STREAMING,    A(DTMF)),
+    ON(STREAMING,    NOTICE,         STREAMING,    A(NONE)),
+    ON(STREAMING,    SESSION_START,  STREAMING,    A(REJECT)),
+    ON(STREAMING,    BAD_FORMAT,     STREAMING,    A(REJECT)),
+    ON(STREAMING,    BAD_MESSAGE,    STREAMING,    A(REJECT)),
+    ON(STREAMING,    SESSION_END,    CLOSED,       A(CLOSE_NORMAL)),
 
-    /* closing: whatever still arrives is dropped */
+    /* waiting for the user to speak */
 
-    ON(CLOSED,     AUDIO,         CLOSED),
-    ON(CLOSED,     SESSION_START, CLOSED),
-    ON(CLOSED,     COMMIT,        CLOSED),
-    ON(CLOSED,     MUTE,          CLOSED),
-    ON(CLOSED,     UNMUTE,        CLOSED),
-    ON(CLOSED,     TEXT_INPUT,    CLOSED),
-    ON(CLOSED,     CANCEL,        CLOSED),
-    ON(CLOSED,     SESSION_END,   CLOSED),
-    ON(CLOSED,     BAD_MESSAGE,   CLOSED),
-    ON(CLOSED,     BAD_FORMAT,    CLOSED),
-    ON(CLOSED,     IDLE_TIMEOUT,  CLOSED),
-    ON(CLOSED,     SHUTDOWN,      CLOSED),
-    ON(CLOSED,     PEER_CLOSE,    CLOSED,     A(CLOSE_REPLY)),
+    ON(LISTENING,    AUDIO,          LISTENING,    A(AUDIO)),
+    ON(LISTENING,    SPEECH_STARTED, TRANSCRIBING, A(SPEECH)),
+    ON(LISTENING,    COMMIT,         LISTENING,    A(END_TURN)),
+    ON(LISTENING,    MUTE,           LISTENING,    A(MUTE)),
+    ON(LISTENING,    UNMUTE,         LISTENING,    A(UNMUTE)),
+    ON(LISTENING,    TEXT_INPUT,     LISTENING,    A(NONE)),
+    ON(LISTENING,    CANCEL,         LISTENING,    A(CANCEL)),
+    ON(LISTENING,    MARK,           LISTENING,    A(MARK)),
+    ON(LISTENING,    DTMF,           LISTENING,    A(DTMF)),
+    ON(LISTENING,    NOTICE,         LISTENING,    A(NONE)),
+    ON(LISTENING,    SESSION_START,  LISTENING,    A(REJECT)),
+    ON(LISTENING,    BAD_FORMAT,     LISTENING,    A(REJECT)),
+    ON(LISTENING,    BAD_MESSAGE,    LISTENING,    A(REJECT)),
+    ON(LISTENING,    SESSION_END,    CLOSED,       A(CLOSE_NORMAL)),
+
+    /* the user is speaking: silence, input.commit or a cap ends the turn */
+
+    ON(TRANSCRIBING, AUDIO,          TRANSCRIBING, A(AUDIO)),
+    ON(TRANSCRIBING, SPEECH_ENDED,   LISTENING,    A(SPEECH), A(END_TURN)),
+    ON(TRANSCRIBING, COMMIT,         LISTENING,    A(END_TURN)),
+    ON(TRANSCRIBING, MAX_DURATION,   LISTENING,    A(FAIL_DURATION),
+                                                   A(END_TURN)),
+    ON(TRANSCRIBING, MUTE,           TRANSCRIBING, A(MUTE)),
+    ON(TRANSCRIBING, UNMUTE,         TRANSCRIBING, A(UNMUTE)),
+    ON(TRANSCRIBING, TEXT_INPUT,     TRANSCRIBING, A(NONE)),
+    ON(TRANSCRIBING, CANCEL,         TRANSCRIBING, A(CANCEL)),
+    ON(TRANSCRIBING, MARK,           TRANSCRIBING, A(MARK)),
+    ON(TRANSCRIBING, DTMF,           TRANSCRIBING, A(DTMF)),
+    ON(TRANSCRIBING, NOTICE,         TRANSCRIBING, A(NONE)),
+    ON(TRANSCRIBING, SESSION_START,  TRANSCRIBING, A(REJECT)),
+    ON(TRANSCRIBING, BAD_FORMAT,     TRANSCRIBING, A(REJECT)),
+    ON(TRANSCRIBING, BAD_MESSAGE,    TRANSCRIBING, A(REJECT)),
+    ON(TRANSCRIBING, SESSION_END,    CLOSED,       A(CLOSE_NORMAL)),
+
+    /*
+     * closing: whatever still arrives is dropped; a flush that takes too
+     * long, or nginx quitting, cuts it short
+     */
+
+    ON(CLOSED,       AUDIO,          CLOSED,       A(NONE)),
+    ON(CLOSED,       SESSION_START,  CLOSED,       A(NONE)),
+    ON(CLOSED,       COMMIT,         CLOSED,       A(NONE)),
+    ON(CLOSED,       MUTE,           CLOSED,       A(NONE)),
+    ON(CLOSED,       UNMUTE,         CLOSED,       A(NONE)),
+    ON(CLOSED,       TEXT_INPUT,     CLOSED,       A(NONE)),
+    ON(CLOSED,       CANCEL,         CLOSED,       A(NONE)),
+    ON(CLOSED,       SESSION_END,    CLOSED,       A(NONE)),
+    ON(CLOSED,       BAD_MESSAGE,    CLOSED,       A(NONE)),
+    ON(CLOSED,       BAD_FORMAT,     CLOSED,       A(NONE)),
+    ON(CLOSED,       SPEECH_STARTED, CLOSED,       A(NONE)),
+    ON(CLOSED,       SPEECH_ENDED,   CLOSED,       A(NONE)),
+    ON(CLOSED,       MAX_DURATION,   CLOSED,       A(NONE)),
+    ON(CLOSED,       NOTICE,         CLOSED,       A(NONE)),
+    ON(CLOSED,       MARK,           CLOSED,       A(MARK)),
+    ON(CLOSED,       DTMF,           CLOSED,       A(NONE)),
+    ON(CLOSED,       IDLE_TIMEOUT,   CLOSED,       A(CLOSE_AWAY)),
+    ON(CLOSED,       SHUTDOWN,       CLOSED,       A(CLOSE_AWAY)),
+    ON(CLOSED,       PEER_CLOSE,     CLOSED,       A(CLOSE_REPLY)),
 };
 
 
@@ -81,52 +134,68 @@ static const ngx_http_voice_transition_t
 
 
 static const ngx_http_voice_transition_t  ngx_http_voice_invalid[ST(MAX)] = {
-    [ST(CONNECTED)] = { ST(CONNECTED), { A(ERROR_INVALID) } },
-    [ST(STREAMING)] = { ST(STREAMING), { A(ERROR_INVALID) } },
-    [ST(CLOSED)]    = { ST(CLOSED),    { A(ERROR_INVALID) } },
+    [ST(CONNECTED)]    = { ST(CONNECTED),    { A(ERROR_INVALID) } },
+    [ST(STREAMING)]    = { ST(STREAMING),    { A(ERROR_INVALID) } },
+    [ST(LISTENING)]    = { ST(LISTENING),    { A(ERROR_INVALID) } },
+    [ST(TRANSCRIBING)] = { ST(TRANSCRIBING), { A(ERROR_INVALID) } },
+    [ST(CLOSED)]       = { ST(CLOSED),       { A(ERROR_INVALID) } },
 };
 
 
 static const char  *ngx_http_voice_state_names[ST(MAX)] = {
-    [ST(NONE)]      = "unknown",
-    [ST(CONNECTED)] = "connected",
-    [ST(STREAMING)] = "streaming",
-    [ST(CLOSED)]    = "closed",
+    [ST(NONE)]            = "unknown",
+    [ST(CONNECTED)]       = "connected",
+    [ST(STREAMING)]       = "streaming",
+    [ST(LISTENING)]       = "listening",
+    [ST(TRANSCRIBING)]    = "transcribing",
+    [ST(CLOSED)]          = "closed",
 };
 
 
 static const char  *ngx_http_voice_event_names[EV(MAX)] = {
-    [EV(SESSION_START)] = "SESSION_START",
-    [EV(AUDIO)]         = "AUDIO_FRAME",
-    [EV(COMMIT)]        = "INPUT_COMMIT",
-    [EV(MUTE)]          = "INPUT_MUTE",
-    [EV(UNMUTE)]        = "INPUT_UNMUTE",
-    [EV(TEXT_INPUT)]    = "TEXT_INPUT",
-    [EV(CANCEL)]        = "CANCEL",
-    [EV(SESSION_END)]   = "SESSION_END",
-    [EV(BAD_MESSAGE)]   = "BAD_MESSAGE",
-    [EV(BAD_FORMAT)]    = "BAD_FORMAT",
-    [EV(PEER_CLOSE)]    = "PEER_CLOSE",
-    [EV(IDLE_TIMEOUT)]  = "IDLE_TIMEOUT",
-    [EV(SHUTDOWN)]      = "SHUTDOWN",
+    [EV(SESSION_START)]   = "SESSION_START",
+    [EV(AUDIO)]           = "AUDIO_FRAME",
+    [EV(COMMIT)]          = "INPUT_COMMIT",
+    [EV(MUTE)]            = "INPUT_MUTE",
+    [EV(UNMUTE)]          = "INPUT_UNMUTE",
+    [EV(TEXT_INPUT)]      = "TEXT_INPUT",
+    [EV(CANCEL)]          = "CANCEL",
+    [EV(SESSION_END)]     = "SESSION_END",
+    [EV(BAD_MESSAGE)]     = "BAD_MESSAGE",
+    [EV(BAD_FORMAT)]      = "BAD_FORMAT",
+    [EV(SPEECH_STARTED)]  = "SPEECH_STARTED",
+    [EV(SPEECH_ENDED)]    = "SPEECH_ENDED",
+    [EV(MAX_DURATION)]    = "MAX_DURATION",
+    [EV(NOTICE)]        = "NOTICE",
+    [EV(MARK)]            = "MARK",
+    [EV(DTMF)]            = "DTMF",
+    [EV(PEER_CLOSE)]      = "PEER_CLOSE",
+    [EV(IDLE_TIMEOUT)]    = "IDLE_TIMEOUT",
+    [EV(SHUTDOWN)]        = "SHUTDOWN",
 };
 
 
 static const char  *ngx_http_voice_action_names[A(MAX)] = {
-    [A(NONE)]          = "NONE",
-    [A(SEND_STARTED)]  = "SEND_STARTED",
-    [A(ECHO)]          = "ECHO",
-    [A(MUTE)]          = "MUTE",
-    [A(UNMUTE)]        = "UNMUTE",
-    [A(REJECT)]        = "REJECT",
-    [A(FAIL)]          = "FAIL",
-    [A(FAIL_FORMAT)]   = "FAIL_FORMAT",
-    [A(ERROR_INVALID)] = "ERROR_INVALID",
-    [A(INFO_SHUTDOWN)] = "INFO_SHUTDOWN",
-    [A(CLOSE_NORMAL)]  = "CLOSE_NORMAL",
-    [A(CLOSE_POLICY)]  = "CLOSE_POLICY",
-    [A(CLOSE_AWAY)]    = "CLOSE_AWAY",
-    [A(CLOSE_REPLY)]   = "CLOSE_REPLY",
+    [A(NONE)]             = "NONE",
+    [A(SEND_STARTED)]     = "SEND_STARTED",
+    [A(AUDIO)]            = "AUDIO",
+    [A(SPEECH)]           = "SPEECH",
+    [A(END_TURN)]         = "END_TURN",
+    [A(FAIL_DURATION)]    = "FAIL_DURATION",
+    [A(CANCEL)]           = "CANCEL",
+    [A(MARK)]             = "MARK",
+    [A(DTMF)]             = "DTMF",
+    [A(MUTE)]             = "MUTE",
+    [A(UNMUTE)]           = "UNMUTE",
+    [A(REJECT)]           = "REJECT",
+    [A(FAIL)]             = "FAIL",
+    [A(FAIL_FORMAT)]      = "FAIL_FORMAT",
+    [A(ERROR_INVALID)]    = "ERROR_INVALID",
+    [A(INFO_SHUTDOWN)]    = "INFO_SHUTDOWN",
+    [A(CLOSE_NORMAL)]     = "CLOSE_NORMAL",
+    [A(CLOSE_POLICY)]     = "CLOSE_POLICY",
+    [A(CLOSE_AWAY)]       = "CLOSE_AWAY",
+    [A(CLOSE_REPLY)]      = "CLOSE_REPLY",
 };
 
 
@@ -167,7 +236,7 @@ ngx_http_voice_state_name(ngx_http_voice_state_e state)
         return "unknown";
     }
 
-    return ngx_http_voice_state_names[state];
+    return ngx_http_voice_state_names[state] ? ngx_http_voice_state_names[state] : "unknown";
 }
 
 
@@ -178,7 +247,7 @@ ngx_http_voice_event_name(ngx_http_voice_event_e event)
         return "UNKNOWN";
     }
 
-    return ngx_http_voice_event_names[event];
+    return ngx_http_voice_event_names[event] ? ngx_http_voice_event_names[event] : "UNKNOWN";
 }
 
 
@@ -189,5 +258,5 @@ ngx_http_voice_action_name(ngx_http_voice_action_e action)
         return "UNKNOWN";
     }
 
-    return ngx_http_voice_action_names[action];
+    return ngx_http_voice_action_names[action] ? ngx_http_voice_action_names[action] : "UNKNOWN";
 }

@@ -21,6 +21,8 @@ typedef enum {
     NGX_HTTP_VOICE_ST_NONE = 0,          /* not a state: an empty cell */
     NGX_HTTP_VOICE_ST_CONNECTED,
     NGX_HTTP_VOICE_ST_STREAMING,
+    NGX_HTTP_VOICE_ST_LISTENING,
+    NGX_HTTP_VOICE_ST_TRANSCRIBING,
     NGX_HTTP_VOICE_ST_CLOSED,
     NGX_HTTP_VOICE_ST_MAX
 } ngx_http_voice_state_e;
@@ -37,6 +39,12 @@ typedef enum {
     NGX_HTTP_VOICE_EV_SESSION_END,       /* session.end */
     NGX_HTTP_VOICE_EV_BAD_MESSAGE,       /* unparsable or unknown message */
     NGX_HTTP_VOICE_EV_BAD_FORMAT,        /* session.start, bad audio */
+    NGX_HTTP_VOICE_EV_SPEECH_STARTED,    /* the VAD heard the user begin */
+    NGX_HTTP_VOICE_EV_SPEECH_ENDED,      /* ... and then fall silent */
+    NGX_HTTP_VOICE_EV_MAX_DURATION,      /* an utterance ran over its cap */
+    NGX_HTTP_VOICE_EV_NOTICE,            /* a gateway message needing nothing */
+    NGX_HTTP_VOICE_EV_MARK,              /* a gateway played up to a mark */
+    NGX_HTTP_VOICE_EV_DTMF,              /* a key was pressed */
     NGX_HTTP_VOICE_EV_PEER_CLOSE,        /* close frame from the client */
     NGX_HTTP_VOICE_EV_IDLE_TIMEOUT,
     NGX_HTTP_VOICE_EV_SHUTDOWN,          /* nginx is quitting */
@@ -47,7 +55,13 @@ typedef enum {
 typedef enum {
     NGX_HTTP_VOICE_ACT_NONE = 0,         /* ends an action list */
     NGX_HTTP_VOICE_ACT_SEND_STARTED,     /* session.started */
-    NGX_HTTP_VOICE_ACT_ECHO,             /* audio into the echo delay line */
+    NGX_HTTP_VOICE_ACT_AUDIO,            /* audio down the pipeline */
+    NGX_HTTP_VOICE_ACT_SPEECH,           /* speech.started or .ended */
+    NGX_HTTP_VOICE_ACT_END_TURN,         /* the user's turn is over */
+    NGX_HTTP_VOICE_ACT_FAIL_DURATION,    /* error MAX_DURATION_EXCEEDED */
+    NGX_HTTP_VOICE_ACT_CANCEL,           /* drop what is queued to play */
+    NGX_HTTP_VOICE_ACT_MARK,             /* playout confirmed */
+    NGX_HTTP_VOICE_ACT_DTMF,
     NGX_HTTP_VOICE_ACT_MUTE,
     NGX_HTTP_VOICE_ACT_UNMUTE,
     NGX_HTTP_VOICE_ACT_REJECT,           /* error PROTOCOL_VIOLATION */

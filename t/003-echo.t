@@ -1,6 +1,8 @@
 # The echo pipeline: binary frames come back unchanged and in order after
-# voice_echo_delay; mute, the accepted no-op messages, session.end and the
-# client's close, each with what happens to echoes still due.
+# voice_echo_delay when the formats are the same both ways, converted and
+# paced in 20 ms frames when they differ; mute, response.cancel and the
+# messages that change nothing, session.end and the client's close, each
+# with what happens to echoes still due.
 #
 # Each request ends with session.end and/or a close frame, so the server
 # closes the connection itself and nothing waits on the client timeout.
@@ -74,7 +76,10 @@ VoiceFrames::expect('STARTED',
 
 
 
-=== TEST 3: session.start naming the formats explicitly
+=== TEST 3: formats that differ: converted and sent as paced 20 ms frames
+100 ms of 48 kHz PCM in 20 ms frames comes back as 24 kHz PCM in frames
+of exactly 960 bytes (20 ms at 24 kHz): five of them, the last one padded
+with silence at session.end, all before the closed state.
 --- config
     location = /voice {
         voice;
@@ -83,16 +88,16 @@ VoiceFrames::expect('STARTED',
 --- raw_request eval
 VoiceFrames::handshake()
 . VoiceFrames::text('{"type":"session.start","audio":{"input":{"encoding":"pcm_s16le","sample_rate":48000,"channels":1},"output":{"encoding":"pcm_s16le","sample_rate":24000}}}')
-. VoiceFrames::binary("\x01\x00")
+. VoiceFrames::frames(VoiceFrames::pcm(VoiceFrames::tone(48000, 100, 440, 8000)), 1920)
 . VoiceFrames::end() . VoiceFrames::close(1000)
 --- error_code: 101
 --- response_body_filters eval
-\&VoiceFrames::decode
+sub { VoiceFrames::summary($_[0], level => 'pcm') }
 --- response_body_like eval
 VoiceFrames::expect(
     qr/text \{"audio":\{"input":\{"channels":1,"encoding":"pcm_s16le","sample_rate":48000\},"output":\{(?:"channels":1,)?"encoding":"pcm_s16le","sample_rate":24000\}\},"protocol":"voice\.v1","session_id":"[^"]+","type":"session\.started"\}/,
     'text {"state":"streaming","type":"state"}',
-    'binary 0100',
+    'binary 960 sound x5',
     'text {"state":"closed","type":"state"}',
     'close 1000')
 --- no_error_log
@@ -131,27 +136,29 @@ VoiceFrames::expect('STARTED',
 
 
 
-=== TEST 5: input.commit, text.input and response.cancel change nothing
+=== TEST 5: response.cancel drops the echo still due; commit and text.input do not
+The frame sent before response.cancel is still in the delay line when the
+cancel comes, so it never comes back; the one after it does.
 --- config
     location = /voice {
         voice;
-        voice_echo_delay 10ms;
+        voice_echo_delay 200ms;
     }
 --- raw_request eval
 VoiceFrames::handshake() . VoiceFrames::start()
 . VoiceFrames::binary("\x01")
 . VoiceFrames::text('{"type":"input.commit"}')
 . VoiceFrames::text('{"type":"text.input","text":"hello"}')
-. VoiceFrames::text('{"type":"response.cancel"}')
 . VoiceFrames::binary("\x02")
+. VoiceFrames::text('{"type":"response.cancel"}')
+. VoiceFrames::binary("\x03")
 . VoiceFrames::end() . VoiceFrames::close(1000)
 --- error_code: 101
 --- response_body_filters eval
 \&VoiceFrames::decode
 --- response_body_like eval
 VoiceFrames::expect('STARTED',
-                    'binary 01',
-                    'binary 02',
+                    'binary 03',
                     'text {"state":"closed","type":"state"}',
                     'close 1000')
 --- no_error_log

@@ -46,8 +46,33 @@ typedef struct {
 #define DROPPED(event)                                                       \
     ROW(CLOSED, event, CLOSED, A(NONE))
 
+/*
+ * An event the session never raises in this state (the detector cannot
+ * end speech it has not started): refused, the state stays.
+ */
+#define INVALID(state, event)                                                \
+    ROW(state, event, state, A(ERROR_INVALID))
 
-/* every valid (state, event) pair, exactly once */
+/* the same messages mean the same in the three states of a live session */
+#define LIVE(state)                                                          \
+    ROW(state, SESSION_START, state, A(REJECT)),                             \
+    ROW(state, AUDIO, state, A(AUDIO)),                                      \
+    ROW(state, MUTE, state, A(MUTE)),                                        \
+    ROW(state, UNMUTE, state, A(UNMUTE)),                                    \
+    ROW(state, TEXT_INPUT, state, A(NONE)),                                  \
+    ROW(state, CANCEL, state, A(CANCEL)),                                    \
+    ROW(state, SESSION_END, CLOSED, A(CLOSE_NORMAL)),                        \
+    ROW(state, BAD_MESSAGE, state, A(REJECT)),                               \
+    ROW(state, BAD_FORMAT, state, A(REJECT)),                                \
+    ROW(state, NOTICE, state, A(NONE)),                                      \
+    ROW(state, MARK, state, A(MARK)),                                        \
+    ROW(state, DTMF, state, A(DTMF)),                                        \
+    ROW(state, PEER_CLOSE, CLOSED, A(CLOSE_REPLY)),                          \
+    ROW(state, IDLE_TIMEOUT, CLOSED, A(CLOSE_AWAY)),                         \
+    ROW(state, SHUTDOWN, CLOSED, A(INFO_SHUTDOWN), A(CLOSE_AWAY))
+
+
+/* every (state, event) pair, exactly once */
 
 static const test_state_row_t  test_state_expected[] = {
 
@@ -60,24 +85,44 @@ static const test_state_row_t  test_state_expected[] = {
     FIRST_BAD(CANCEL),
     FIRST_BAD(SESSION_END),
     FIRST_BAD(BAD_MESSAGE),
+    FIRST_BAD(MARK),
+    FIRST_BAD(DTMF),
     ROW(CONNECTED, BAD_FORMAT, CLOSED, A(FAIL_FORMAT), A(CLOSE_POLICY)),
+
+    /* a gateway's greeting (Twilio "connected") may come before its start */
+    ROW(CONNECTED, NOTICE, CONNECTED, A(NONE)),
+
+    INVALID(CONNECTED, SPEECH_STARTED),
+    INVALID(CONNECTED, SPEECH_ENDED),
+    INVALID(CONNECTED, MAX_DURATION),
     ROW(CONNECTED, PEER_CLOSE, CLOSED, A(CLOSE_REPLY)),
     ROW(CONNECTED, IDLE_TIMEOUT, CLOSED, A(CLOSE_AWAY)),
     ROW(CONNECTED, SHUTDOWN, CLOSED, A(INFO_SHUTDOWN), A(CLOSE_AWAY)),
 
-    ROW(STREAMING, SESSION_START, STREAMING, A(REJECT)),
-    ROW(STREAMING, AUDIO, STREAMING, A(ECHO)),
-    ROW(STREAMING, COMMIT, STREAMING, A(NONE)),
-    ROW(STREAMING, MUTE, STREAMING, A(MUTE)),
-    ROW(STREAMING, UNMUTE, STREAMING, A(UNMUTE)),
-    ROW(STREAMING, TEXT_INPUT, STREAMING, A(NONE)),
-    ROW(STREAMING, CANCEL, STREAMING, A(NONE)),
-    ROW(STREAMING, SESSION_END, CLOSED, A(CLOSE_NORMAL)),
-    ROW(STREAMING, BAD_MESSAGE, STREAMING, A(REJECT)),
-    ROW(STREAMING, BAD_FORMAT, STREAMING, A(REJECT)),
-    ROW(STREAMING, PEER_CLOSE, CLOSED, A(CLOSE_REPLY)),
-    ROW(STREAMING, IDLE_TIMEOUT, CLOSED, A(CLOSE_AWAY)),
-    ROW(STREAMING, SHUTDOWN, CLOSED, A(INFO_SHUTDOWN), A(CLOSE_AWAY)),
+    /* the echo pipeline, before the user has been heard */
+
+    LIVE(STREAMING),
+    ROW(STREAMING, SPEECH_STARTED, TRANSCRIBING, A(SPEECH)),
+    ROW(STREAMING, COMMIT, STREAMING, A(END_TURN)),
+    INVALID(STREAMING, SPEECH_ENDED),
+    INVALID(STREAMING, MAX_DURATION),
+
+    /* between two utterances */
+
+    LIVE(LISTENING),
+    ROW(LISTENING, SPEECH_STARTED, TRANSCRIBING, A(SPEECH)),
+    ROW(LISTENING, COMMIT, LISTENING, A(END_TURN)),
+    INVALID(LISTENING, SPEECH_ENDED),
+    INVALID(LISTENING, MAX_DURATION),
+
+    /* the user speaks: silence, input.commit or a cap ends the turn */
+
+    LIVE(TRANSCRIBING),
+    ROW(TRANSCRIBING, SPEECH_ENDED, LISTENING, A(SPEECH), A(END_TURN)),
+    ROW(TRANSCRIBING, COMMIT, LISTENING, A(END_TURN)),
+    ROW(TRANSCRIBING, MAX_DURATION, LISTENING, A(FAIL_DURATION),
+        A(END_TURN)),
+    INVALID(TRANSCRIBING, SPEECH_STARTED),
 
     DROPPED(SESSION_START),
     DROPPED(AUDIO),
@@ -89,8 +134,24 @@ static const test_state_row_t  test_state_expected[] = {
     DROPPED(SESSION_END),
     DROPPED(BAD_MESSAGE),
     DROPPED(BAD_FORMAT),
-    DROPPED(IDLE_TIMEOUT),
-    DROPPED(SHUTDOWN),
+    DROPPED(SPEECH_STARTED),
+    DROPPED(SPEECH_ENDED),
+    DROPPED(MAX_DURATION),
+    DROPPED(NOTICE),
+    DROPPED(DTMF),
+
+    /*
+     * A flush after session.end that outlives the idle timeout, or that
+     * nginx's shutdown interrupts, is cut short with a close 1001.
+     */
+    ROW(CLOSED, IDLE_TIMEOUT, CLOSED, A(CLOSE_AWAY)),
+    ROW(CLOSED, SHUTDOWN, CLOSED, A(CLOSE_AWAY)),
+
+    /*
+     * While the last audio plays out after a Twilio "stop", the gateway
+     * may still confirm marks: the playout model follows, nothing is sent.
+     */
+    ROW(CLOSED, MARK, CLOSED, A(MARK)),
 
     /*
      * The client's close reply while we are closing: the session answers
@@ -134,10 +195,20 @@ test_state_lookup(ngx_http_voice_state_e state, ngx_http_voice_event_e event)
 }
 
 
+/* a started session, whatever its conversation state */
+
+static int
+test_state_is_live(ngx_http_voice_state_e state)
+{
+    return state == ST(STREAMING) || state == ST(LISTENING)
+           || state == ST(TRANSCRIBING);
+}
+
+
 static int
 test_state_is_open(ngx_http_voice_state_e state)
 {
-    return state == ST(CONNECTED) || state == ST(STREAMING);
+    return state == ST(CONNECTED) || test_state_is_live(state);
 }
 
 
@@ -261,7 +332,7 @@ test_expected_table_complete(void **state)
 
     (void) state;
 
-    /* one row per valid pair: 3 states x 13 events */
+    /* one row per pair: 5 states x 19 events */
 
     assert_int_equal(TEST_STATE_NROWS,
                      (ST(MAX) - ST(CONNECTED)) * EV(MAX));
@@ -379,7 +450,8 @@ test_invalid_states(void **state)
 
             for (k = 0; k < NACT; k++) {
                 assert_int_not_equal(t->actions[k], A(SEND_STARTED));
-                assert_int_not_equal(t->actions[k], A(ECHO));
+                assert_int_not_equal(t->actions[k], A(AUDIO));
+                assert_int_not_equal(t->actions[k], A(SPEECH));
             }
         }
 
@@ -464,12 +536,20 @@ test_anything_else_first(void **state)
 
     (void) state;
 
-    /* every message other than a good session.start ends the session */
+    /*
+     * Every client message other than a good session.start ends the
+     * session, but a gateway's greeting; the detector's events cannot
+     * come yet (see test_detector_events_out_of_place).
+     */
 
     for (e = 0; e < EV(MAX); e++) {
         switch (e) {
         case EV(SESSION_START):
         case EV(BAD_FORMAT):
+        case EV(NOTICE):
+        case EV(SPEECH_STARTED):
+        case EV(SPEECH_ENDED):
+        case EV(MAX_DURATION):
         case EV(PEER_CLOSE):
         case EV(IDLE_TIMEOUT):
         case EV(SHUTDOWN):
@@ -495,12 +575,18 @@ test_bad_format_first(void **state)
 
 
 static void
-test_audio_echoes(void **state)
+test_audio_flows(void **state)
 {
     (void) state;
 
+    /* audio goes down the pipeline whatever the user is doing */
+
     test_state_expect(ST(STREAMING), EV(AUDIO), ST(STREAMING),
-                      A(ECHO), A(NONE));
+                      A(AUDIO), A(NONE));
+    test_state_expect(ST(LISTENING), EV(AUDIO), ST(LISTENING),
+                      A(AUDIO), A(NONE));
+    test_state_expect(ST(TRANSCRIBING), EV(AUDIO), ST(TRANSCRIBING),
+                      A(AUDIO), A(NONE));
 }
 
 
@@ -514,11 +600,11 @@ test_streaming_messages(void **state)
     test_state_expect(ST(STREAMING), EV(UNMUTE), ST(STREAMING),
                       A(UNMUTE), A(NONE));
     test_state_expect(ST(STREAMING), EV(COMMIT), ST(STREAMING),
-                      A(NONE), A(NONE));
+                      A(END_TURN), A(NONE));
     test_state_expect(ST(STREAMING), EV(TEXT_INPUT), ST(STREAMING),
                       A(NONE), A(NONE));
     test_state_expect(ST(STREAMING), EV(CANCEL), ST(STREAMING),
-                      A(NONE), A(NONE));
+                      A(CANCEL), A(NONE));
 
     /* mistakes after the start are recoverable */
 
@@ -532,12 +618,232 @@ test_streaming_messages(void **state)
 
 
 static void
-test_session_end(void **state)
+test_speech_turns(void **state)
 {
     (void) state;
 
-    test_state_expect(ST(STREAMING), EV(SESSION_END), ST(CLOSED),
-                      A(CLOSE_NORMAL), A(NONE));
+    /* the detector hears the user begin, then fall silent, then again */
+
+    test_state_expect(ST(STREAMING), EV(SPEECH_STARTED), ST(TRANSCRIBING),
+                      A(SPEECH), A(NONE));
+    test_state_expect(ST(TRANSCRIBING), EV(SPEECH_ENDED), ST(LISTENING),
+                      A(SPEECH), A(END_TURN));
+    test_state_expect(ST(LISTENING), EV(SPEECH_STARTED), ST(TRANSCRIBING),
+                      A(SPEECH), A(NONE));
+}
+
+
+static void
+test_turn_ends(void **state)
+{
+    (void) state;
+
+    /* input.commit ends the turn at once, speaking or not */
+
+    test_state_expect(ST(TRANSCRIBING), EV(COMMIT), ST(LISTENING),
+                      A(END_TURN), A(NONE));
+    test_state_expect(ST(LISTENING), EV(COMMIT), ST(LISTENING),
+                      A(END_TURN), A(NONE));
+    test_state_expect(ST(STREAMING), EV(COMMIT), ST(STREAMING),
+                      A(END_TURN), A(NONE));
+
+    /* an utterance over its cap: the error first, then the turn ends */
+
+    test_state_expect(ST(TRANSCRIBING), EV(MAX_DURATION), ST(LISTENING),
+                      A(FAIL_DURATION), A(END_TURN));
+}
+
+
+static void
+test_detector_events_out_of_place(void **state)
+{
+    (void) state;
+
+    /* speech cannot end or run over before it started, nor start twice */
+
+    test_state_expect(ST(STREAMING), EV(SPEECH_ENDED), ST(STREAMING),
+                      A(ERROR_INVALID), A(NONE));
+    test_state_expect(ST(STREAMING), EV(MAX_DURATION), ST(STREAMING),
+                      A(ERROR_INVALID), A(NONE));
+    test_state_expect(ST(LISTENING), EV(SPEECH_ENDED), ST(LISTENING),
+                      A(ERROR_INVALID), A(NONE));
+    test_state_expect(ST(LISTENING), EV(MAX_DURATION), ST(LISTENING),
+                      A(ERROR_INVALID), A(NONE));
+    test_state_expect(ST(TRANSCRIBING), EV(SPEECH_STARTED),
+                      ST(TRANSCRIBING), A(ERROR_INVALID), A(NONE));
+
+    /* nor before a session exists */
+
+    test_state_expect(ST(CONNECTED), EV(SPEECH_STARTED), ST(CONNECTED),
+                      A(ERROR_INVALID), A(NONE));
+    test_state_expect(ST(CONNECTED), EV(SPEECH_ENDED), ST(CONNECTED),
+                      A(ERROR_INVALID), A(NONE));
+    test_state_expect(ST(CONNECTED), EV(MAX_DURATION), ST(CONNECTED),
+                      A(ERROR_INVALID), A(NONE));
+}
+
+
+static void
+test_cancel(void **state)
+{
+    ngx_http_voice_state_e  s;
+
+    (void) state;
+
+    /* response.cancel drops what waits to be played, in every live state */
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        if (!test_state_is_live(s)) {
+            continue;
+        }
+
+        test_state_expect(s, EV(CANCEL), s, A(CANCEL), A(NONE));
+    }
+}
+
+
+static void
+test_gateway_messages(void **state)
+{
+    ngx_http_voice_state_e  s;
+
+    (void) state;
+
+    /* a greeting before the start changes nothing and closes nothing */
+
+    test_state_expect(ST(CONNECTED), EV(NOTICE), ST(CONNECTED),
+                      A(NONE), A(NONE));
+
+    /* marks and keys belong to a started stream */
+
+    test_state_expect(ST(CONNECTED), EV(MARK), ST(CLOSED),
+                      A(FAIL), A(CLOSE_POLICY));
+    test_state_expect(ST(CONNECTED), EV(DTMF), ST(CLOSED),
+                      A(FAIL), A(CLOSE_POLICY));
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        if (!test_state_is_live(s)) {
+            continue;
+        }
+
+        test_state_expect(s, EV(NOTICE), s, A(NONE), A(NONE));
+        test_state_expect(s, EV(MARK), s, A(MARK), A(NONE));
+        test_state_expect(s, EV(DTMF), s, A(DTMF), A(NONE));
+    }
+}
+
+
+static void
+test_live_states_alike(void **state)
+{
+    ngx_http_voice_state_e              s;
+    ngx_http_voice_event_e              e;
+    const ngx_http_voice_transition_t  *t, *u;
+
+    (void) state;
+
+    /*
+     * Client messages other than input.commit mean the same whether the
+     * user is speaking or not: same actions, and the state only moves to
+     * closed.
+     */
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        if (!test_state_is_live(s) || s == ST(STREAMING)) {
+            continue;
+        }
+
+        for (e = 0; e < EV(MAX); e++) {
+            if (e == EV(COMMIT) || e == EV(SPEECH_STARTED)
+                || e == EV(SPEECH_ENDED) || e == EV(MAX_DURATION))
+            {
+                continue;
+            }
+
+            t = ngx_http_voice_state_next(ST(STREAMING), e);
+            u = ngx_http_voice_state_next(s, e);
+
+            assert_memory_equal(t->actions, u->actions, sizeof(t->actions));
+
+            if (t->next == ST(CLOSED)) {
+                assert_int_equal(u->next, ST(CLOSED));
+
+            } else {
+                assert_int_equal(t->next, ST(STREAMING));
+                assert_int_equal(u->next, s);
+            }
+        }
+    }
+}
+
+
+static void
+test_turn_discipline(void **state)
+{
+    size_t                              k;
+    ngx_http_voice_state_e              s;
+    ngx_http_voice_event_e              e;
+    const ngx_http_voice_transition_t  *t;
+
+    (void) state;
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        for (e = 0; e < EV(MAX); e++) {
+            t = ngx_http_voice_state_next(s, e);
+
+            for (k = 0; k < NACT && t->actions[k] != A(NONE); k++) {
+
+                /* a turn ends into listening, or where no one spoke */
+
+                if (t->actions[k] == A(END_TURN)) {
+                    assert_true(t->next == ST(LISTENING)
+                                || t->next == ST(STREAMING));
+                    assert_true(k + 1 == NACT
+                                || t->actions[k + 1] == A(NONE));
+                }
+
+                /* the cap's error always ends its turn right after */
+
+                if (t->actions[k] == A(FAIL_DURATION)) {
+                    assert_true(k + 1 < NACT);
+                    assert_int_equal(t->actions[k + 1], A(END_TURN));
+                }
+
+                /* speech events come only from the detector's events */
+
+                if (t->actions[k] == A(SPEECH)) {
+                    assert_true(e == EV(SPEECH_STARTED)
+                                || e == EV(SPEECH_ENDED));
+                }
+            }
+
+            /* only the detector makes the user start speaking */
+
+            if (t->next == ST(TRANSCRIBING) && s != ST(TRANSCRIBING)) {
+                assert_int_equal(e, EV(SPEECH_STARTED));
+            }
+        }
+    }
+}
+
+
+static void
+test_session_end(void **state)
+{
+    ngx_http_voice_state_e  s;
+
+    (void) state;
+
+    /* session.end flushes and closes, whatever the user is doing */
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        if (!test_state_is_live(s)) {
+            continue;
+        }
+
+        test_state_expect(s, EV(SESSION_END), ST(CLOSED),
+                          A(CLOSE_NORMAL), A(NONE));
+    }
 }
 
 
@@ -549,6 +855,10 @@ test_peer_close(void **state)
     test_state_expect(ST(CONNECTED), EV(PEER_CLOSE), ST(CLOSED),
                       A(CLOSE_REPLY), A(NONE));
     test_state_expect(ST(STREAMING), EV(PEER_CLOSE), ST(CLOSED),
+                      A(CLOSE_REPLY), A(NONE));
+    test_state_expect(ST(LISTENING), EV(PEER_CLOSE), ST(CLOSED),
+                      A(CLOSE_REPLY), A(NONE));
+    test_state_expect(ST(TRANSCRIBING), EV(PEER_CLOSE), ST(CLOSED),
                       A(CLOSE_REPLY), A(NONE));
 }
 
@@ -562,8 +872,12 @@ test_shutdown(void **state)
                       A(INFO_SHUTDOWN), A(CLOSE_AWAY));
     test_state_expect(ST(STREAMING), EV(SHUTDOWN), ST(CLOSED),
                       A(INFO_SHUTDOWN), A(CLOSE_AWAY));
+    test_state_expect(ST(LISTENING), EV(SHUTDOWN), ST(CLOSED),
+                      A(INFO_SHUTDOWN), A(CLOSE_AWAY));
+    test_state_expect(ST(TRANSCRIBING), EV(SHUTDOWN), ST(CLOSED),
+                      A(INFO_SHUTDOWN), A(CLOSE_AWAY));
     test_state_expect(ST(CLOSED), EV(SHUTDOWN), ST(CLOSED),
-                      A(NONE), A(NONE));
+                      A(CLOSE_AWAY), A(NONE));
 }
 
 
@@ -576,8 +890,12 @@ test_idle(void **state)
                       A(CLOSE_AWAY), A(NONE));
     test_state_expect(ST(STREAMING), EV(IDLE_TIMEOUT), ST(CLOSED),
                       A(CLOSE_AWAY), A(NONE));
+    test_state_expect(ST(LISTENING), EV(IDLE_TIMEOUT), ST(CLOSED),
+                      A(CLOSE_AWAY), A(NONE));
+    test_state_expect(ST(TRANSCRIBING), EV(IDLE_TIMEOUT), ST(CLOSED),
+                      A(CLOSE_AWAY), A(NONE));
     test_state_expect(ST(CLOSED), EV(IDLE_TIMEOUT), ST(CLOSED),
-                      A(NONE), A(NONE));
+                      A(CLOSE_AWAY), A(NONE));
 }
 
 
@@ -588,18 +906,24 @@ test_closed_ignores_data(void **state)
 
     (void) state;
 
-    /* every client message after closing is dropped, not answered */
+    /*
+     * Every client message after closing is dropped, not answered; a mark
+     * only moves the playout model, which sends nothing.
+     */
 
     for (e = 0; e < EV(MAX); e++) {
         if (e == EV(PEER_CLOSE)
             || e == EV(IDLE_TIMEOUT)
-            || e == EV(SHUTDOWN))
+            || e == EV(SHUTDOWN)
+            || e == EV(MARK))
         {
             continue;
         }
 
         test_state_expect(ST(CLOSED), e, ST(CLOSED), A(NONE), A(NONE));
     }
+
+    test_state_expect(ST(CLOSED), EV(MARK), ST(CLOSED), A(MARK), A(NONE));
 
     test_state_expect(ST(CLOSED), EV(PEER_CLOSE), ST(CLOSED),
                       A(CLOSE_REPLY), A(NONE));
@@ -620,6 +944,10 @@ test_state_names(void **state)
                         "connected");
     assert_string_equal(ngx_http_voice_state_name(ST(STREAMING)),
                         "streaming");
+    assert_string_equal(ngx_http_voice_state_name(ST(LISTENING)),
+                        "listening");
+    assert_string_equal(ngx_http_voice_state_name(ST(TRANSCRIBING)),
+                        "transcribing");
     assert_string_equal(ngx_http_voice_state_name(ST(CLOSED)), "closed");
     assert_string_equal(ngx_http_voice_state_name(ST(NONE)), "unknown");
 
@@ -760,6 +1088,8 @@ test_random_walks(void **state)
 
     assert_true(reached[ST(CONNECTED)] > 0);
     assert_true(reached[ST(STREAMING)] > 0);
+    assert_true(reached[ST(LISTENING)] > 0);
+    assert_true(reached[ST(TRANSCRIBING)] > 0);
     assert_true(reached[ST(CLOSED)] > 0);
 }
 
@@ -777,8 +1107,15 @@ main(void)
         cmocka_unit_test(test_session_start_first),
         cmocka_unit_test(test_anything_else_first),
         cmocka_unit_test(test_bad_format_first),
-        cmocka_unit_test(test_audio_echoes),
+        cmocka_unit_test(test_audio_flows),
         cmocka_unit_test(test_streaming_messages),
+        cmocka_unit_test(test_speech_turns),
+        cmocka_unit_test(test_turn_ends),
+        cmocka_unit_test(test_detector_events_out_of_place),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_gateway_messages),
+        cmocka_unit_test(test_live_states_alike),
+        cmocka_unit_test(test_turn_discipline),
         cmocka_unit_test(test_session_end),
         cmocka_unit_test(test_peer_close),
         cmocka_unit_test(test_shutdown),
