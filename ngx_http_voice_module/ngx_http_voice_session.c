@@ -694,7 +694,7 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
 
     case NGX_HTTP_VOICE_ACT_FAIL:
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                      "voice: client sent %s before session.start",
+                      "voice: client sent %s before the session started",
                       ngx_http_voice_event_name(event));
 
         return ngx_http_voice_session_error(s, "PROTOCOL_VIOLATION",

@@ -11,6 +11,7 @@ Run from this directory with Debian's /usr/bin/python3.
 """
 
 import asyncio
+import fcntl
 import json
 import os
 import re
@@ -25,7 +26,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 BUILD = os.path.join(ROOT, "build")
 MODULE = os.path.join(BUILD, "ngx_http_voice_module.so")
-PREFIX = os.path.join(BUILD, "integration")
+# VOICE_INTEGRATION_PREFIX runs a second copy of the suite beside the
+# default one; runs that share a prefix wait for each other (see main).
+PREFIX = os.path.abspath(os.environ.get("VOICE_INTEGRATION_PREFIX")
+                         or os.path.join(BUILD, "integration"))
 NGINX = "/usr/sbin/nginx"
 NODE = shutil.which("node") or "node"
 NPM = shutil.which("npm") or "npm"
@@ -35,6 +39,10 @@ SETTINGS = {
     "ECHO_DELAY_MS": 100,
     "SLOW_ECHO_DELAY_MS": 100,
     "SLOW_SEND_TIMEOUT_MS": 2000,
+    "VAD_SILENCE_MS": 700,
+    "VAD_MIN_SPEECH_MS": 150,
+    "SHORT_UTTERANCE_MS": 500,
+    "PLAYOUT_LEAD_MS": 80,
 }
 
 SHUTDOWN_SESSIONS = 6     # per client library; half of them streaming
@@ -112,7 +120,7 @@ def free_port():
 
 def write_config(port):
     shutil.rmtree(PREFIX, ignore_errors=True)
-    for sub in ("logs", "temp", "modules"):
+    for sub in ("logs", "temp", "modules", "work"):
         os.makedirs(os.path.join(PREFIX, sub))
     # nginx maps the module file; a rebuild that rewrites it in place would
     # crash the workers under the tests, so they load a private copy.
@@ -347,11 +355,29 @@ async def shutdown_step(tally, conf, proc, env):
 
 # ---- main ----------------------------------------------------------------
 
+_prefix_lock = None
+
+
+def hold_prefix():
+    """Wait for any other run that uses the same prefix: each run wipes
+    the prefix and its nginx lives in it.  The lock is held until this
+    process exits."""
+    global _prefix_lock
+    os.makedirs(os.path.dirname(PREFIX), exist_ok=True)
+    _prefix_lock = open(PREFIX + ".lock", "w")
+    try:
+        fcntl.flock(_prefix_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("another run uses %s; waiting for it" % PREFIX, flush=True)
+        fcntl.flock(_prefix_lock, fcntl.LOCK_EX)
+
+
 def main():
     os.chdir(HERE)
     sys.path.insert(0, os.path.join(HERE, "python"))
     started = time.monotonic()
     tally = Tally()
+    hold_prefix()
 
     node_ready = ensure_node_modules()
     if not node_ready:
@@ -363,7 +389,8 @@ def main():
 
     port = free_port()
     conf = write_config(port)
-    env = dict(os.environ, VOICE_TEST_URL="ws://127.0.0.1:%d" % port)
+    env = dict(os.environ, VOICE_TEST_URL="ws://127.0.0.1:%d" % port,
+               VOICE_TEST_WORKDIR=os.path.join(PREFIX, "work"))
     for name, value in SETTINGS.items():
         env["VOICE_" + name] = str(value)
     os.environ.update(env)

@@ -157,14 +157,14 @@ test('a client that never reads is disconnected after voice_send_timeout',
     const pausedAt = performance.now();
     for (const f of stallFrames(23)) await client.send(f);
 
-    // Keep the connection busy with a message that has no reply in the
-    // echo pipeline, so the server has nothing more to write.  Once it has
-    // closed the connection, the next frame is answered with a reset and
-    // the client library sees the connection go.
-    const commit = JSON.stringify({ type: 'input.commit' });
+    // Keep audio flowing, so the server always has echoes waiting for a
+    // client that takes none: a stall with nothing pending costs the
+    // server nothing and is not what the timeout is for.  Once the server
+    // has closed the connection, the next frame is answered with a reset.
     const deadline = pausedAt + h.SLOW_SEND_TIMEOUT_MS + 8000;
+    let seq = STALL_FRAMES;
     while (!client.closed && performance.now() < deadline) {
-      client.ws.send(commit, () => {});
+      client.ws.send(h.audioFrame(23, seq++, STALL_FRAME_BYTES), () => {});
       await Promise.race([client.closedPromise, sleep(50)]);
     }
     assert.ok(client.closed, 'a client that never reads is still connected '

@@ -164,17 +164,19 @@ class BackpressureTest(vt.VoiceTestCase):
         paused_at = time.monotonic()
         await send_all(stalled, stall_payloads(3))
 
-        # Keep the connection busy with a message that has no reply in the
-        # echo pipeline, so the server has nothing more to write.  Once it
-        # has closed the connection, the next frame is answered with a
-        # reset and the client library sees the connection go.
-        commit = json.dumps({"type": "input.commit"})
+        # Keep audio flowing, so the server always has echoes waiting for
+        # a client that takes none: a stall with nothing pending costs the
+        # server nothing and is not what the timeout is for.  Once the
+        # server has closed the connection, the next frame is answered
+        # with a reset and the client library sees the connection go.
         deadline = paused_at + vt.SLOW_SEND_TIMEOUT + 8
+        seq = STALL_FRAMES
         while not stalled.closed and time.monotonic() < deadline:
             try:
-                await stalled.send(commit)
+                await stalled.send(vt.audio_frame(3, seq, STALL_FRAME_BYTES))
             except vt.ConnectionClosed:
                 break
+            seq += 1
             try:
                 await asyncio.wait_for(asyncio.shield(stalled.wait_closed()),
                                        0.05)

@@ -106,7 +106,10 @@ async def connect(path="/voice", subprotocols=(SUBPROTOCOL,), **kwargs):
     kwargs.setdefault("max_size", None)
     kwargs.setdefault("open_timeout", WAIT)
     kwargs.setdefault("close_timeout", WAIT)
-    ws = await websockets.connect(url(path), subprotocols=list(subprotocols),
+    # None offers no subprotocol at all (no header), as phone gateways do.
+    if subprotocols is not None:
+        subprotocols = list(subprotocols)
+    ws = await websockets.connect(url(path), subprotocols=subprotocols,
                                   **kwargs)
     _opened.append(ws)
     return ws
