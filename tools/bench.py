@@ -14,14 +14,60 @@ lands in build/bench/<scenario>/result.json.
               flight each
   e  churn    10,000 sessions opened and closed,    flat RSS
               100 at a time
+  f  codecs   per codec configuration: 500          RSS and worker CPU
+              sessions (fewer if they would not     per session
+              fit in 70% of a core) streaming 20 ms
+              frames in real time for 20 s
+  g  pacing   pcm16k -> mulaw at 100 and 1,000      output interval
+              sessions: output frames at the        p50/p99/max (ideal
+              client                                20 ms); lead <= 100 ms
+  h  costs    build/audio-bench and build/vad-bench: conversion cost per
+              20 ms frame for each format, VAD cost per frame
 
 usage: bench.py [--seconds S] [--soak-seconds S] [--churn N] [--workers N]
-                [scenario ...]
+                [--codec-seconds S] [--codec-sessions N] [--codec-budget P]
+                [--pacing-seconds S] [scenario ...]
 
 Scenarios are named by letter or name (default: all, in order).  The same
 settings can come from the environment: BENCH_SECONDS (a and b, default
 30), BENCH_SOAK_SECONDS (c, default 600), BENCH_CHURN (e, default 10000),
-BENCH_WORKERS (default 1).
+BENCH_WORKERS (default 1), BENCH_CODEC_SECONDS (f, default 20),
+BENCH_CODEC_SESSIONS (f, default 500), BENCH_CODEC_BUDGET (f, default
+70), BENCH_PACING_SECONDS (g, default 20).
+
+The codec configurations of f: pcm16k -> pcm16k (the raw echo, matched
+byte for byte: the baseline), pcm16k -> mulaw, mulaw -> pcm16k, pcm48k ->
+pcm16k, pcm16k -> opus, opus -> pcm16k, Twilio (mu-law both ways in JSON
+media messages, through the conversion, marks answered as they play),
+Vonage at 16 kHz, and pcm16k -> mulaw once more with each of
+voice_resample_quality fastest and linear.  Converted output is counted,
+not matched: conversion changes the bytes.
+
+Why f may run fewer than 500 sessions: memory per session means
+something only while the worker keeps up with the audio; a worker that
+falls behind queues audio (and on this kind of machine, when it falls far
+behind, every session suffers, not only the extra ones).  So each
+configuration first runs 50 sessions for 4 s on a fresh nginx to measure
+the worker CPU one session takes, and the real run then has at most as
+many sessions as fit in --codec-budget percent of one core (0: no cap).
+Every configuration gets its own fresh nginx, so that no run inherits the
+allocator arenas of another.
+
+Pacing (g) is pcm16k -> mulaw at the default quality with 100 and 1,000
+sessions, and 1,000 once more with the linear resampler, which separates
+how the pacing behaves from whether the worker has the CPU for the
+sessions.  The interval is the time between output frames as they reached
+this host (kernel receive stamps); the lead is the audio received minus
+the time since the first output frame, sampled at each frame after the
+first second of output (goal: at most voice_playout_lead, 80 ms, plus one
+frame).  "Underruns" counts frames that came more than 1 ms after a
+client playing at real time had run out of audio.
+
+Saturation: when the worker used 95% of a core or more over some second
+of a run of f or g, sessions that failed and frames that were lost in
+that run are reported as over capacity (MISSED), not as a functional
+failure; protocol errors, corrupt frames, a worker that went away and
+[alert] lines still are.
 
 Why one worker: the machine this runs on has two cores and the generator
 needs one of them.  With a single worker, nginx and the generator each
@@ -69,11 +115,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 MODULE = os.path.join(BUILD, "ngx_http_voice_module.so")
 GENERATOR = os.path.join(BUILD, "voice-bench")
+AUDIO_BENCH = os.path.join(BUILD, "audio-bench")
+VAD_BENCH = os.path.join(BUILD, "vad-bench")
 TEMPLATE = os.path.join(ROOT, "conf", "bench.conf")
 PREFIX_ROOT = os.path.join(BUILD, "bench")
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 
 ECHO_DELAY_MS = 500
+PLAYOUT_LEAD_MS = 80        # voice_playout_lead's default, as bench.conf
+FRAME_MS = 20
 # Descriptors: as many as the hard limit lets the workers have (a master
 # that may not raise it would log an [alert]), up to 32768.
 _HARD = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
@@ -85,6 +135,44 @@ CONNECTIONS = min(16384, NOFILE - 64)
 SOAK_FLAT_KIB = 64
 CHURN_FLAT_KIB = 256
 MEM_GOAL_KIB = 64.0
+
+# f: the short run that measures the CPU of one session
+CALIBRATE_SESSIONS = 50
+CALIBRATE_SECONDS = 4
+MIN_SESSIONS = 10
+# a second in which the worker used this much of a core: saturated
+SATURATED_PCT = 95.0
+
+# f: label, directory, location, generator arguments
+CODEC_CONFIGS = [
+    ("pcm16k->pcm16k (raw)", "pcm16k-pcm16k", "/voice",
+     ["--input", "pcm16k", "--output", "pcm16k"]),
+    ("pcm16k->mulaw", "pcm16k-mulaw", "/voice",
+     ["--input", "pcm16k", "--output", "mulaw"]),
+    ("mulaw->pcm16k", "mulaw-pcm16k", "/voice",
+     ["--input", "mulaw", "--output", "pcm16k"]),
+    ("pcm48k->pcm16k", "pcm48k-pcm16k", "/voice",
+     ["--input", "pcm48k", "--output", "pcm16k"]),
+    ("pcm16k->opus", "pcm16k-opus", "/voice",
+     ["--input", "pcm16k", "--output", "opus"]),
+    ("opus->pcm16k", "opus-pcm16k", "/voice",
+     ["--input", "opus", "--output", "pcm16k"]),
+    ("twilio mulaw<->mulaw", "twilio", "/twilio",
+     ["--dialect", "twilio"]),
+    ("vonage 16k", "vonage", "/vonage",
+     ["--dialect", "vonage", "--input", "pcm16k"]),
+    ("pcm16k->mulaw fastest", "pcm16k-mulaw-fastest", "/voice-fastest",
+     ["--input", "pcm16k", "--output", "mulaw"]),
+    ("pcm16k->mulaw linear", "pcm16k-mulaw-linear", "/voice-linear",
+     ["--input", "pcm16k", "--output", "mulaw"]),
+]
+
+# g: label, directory, sessions, location
+PACING_RUNS = [
+    ("n=100", "100", 100, "/voice"),
+    ("n=1000", "1000", 1000, "/voice"),
+    ("n=1000 linear", "1000-linear", 1000, "/voice-linear"),
+]
 
 
 class Failure(Exception):
@@ -101,7 +189,7 @@ def env_number(name, default):
         sys.exit("bench.py: %s must be a number, not %r" % (name, value))
 
 
-# ---- scenarios ----------------------------------------------------------
+# ---- scenarios a to e ---------------------------------------------------
 
 def scenario_args(name, opts):
     """voice-bench arguments of a scenario (the URL comes last)."""
@@ -141,12 +229,54 @@ def scenario_timeout(name, opts):
 def rss_growth(samples, after_s):
     """Largest minus smallest RSS among samples taken at or after after_s
     while sessions were streaming."""
-    # a sample: [seconds, VmRSS KiB, sessions streaming, anonymous KiB]
+    # a sample: [seconds, VmRSS KiB, sessions streaming, anonymous KiB,
+    #            worker CPU seconds so far]
     values = [sample[1] for sample in samples
               if sample[0] >= after_s and sample[2] > 0]
     if len(values) < 2:
         return None
     return max(values) - min(values)
+
+
+def peak_cpu_pct(r):
+    """The workers' highest CPU over a sampling period of at least half a
+    second, in percent of one core (None without a timeline)."""
+    samples = [x for x in r.get("rss_samples", []) if len(x) >= 5]
+    peak = None
+    for a, b in zip(samples, samples[1:]):
+        dt = b[0] - a[0]
+        if dt >= 0.5:
+            pct = 100.0 * (b[4] - a[4]) / dt
+            peak = pct if peak is None else max(peak, pct)
+    return peak
+
+
+def ms3(h):
+    # the histograms start at -100 ms: below it a quantile reads -99.99
+    return " / ".join("<-100" if v <= -99.99 else "%.2f" % v
+                      for v in (h["p50"], h["p99"], h["max"]))
+
+
+def common_rows(r):
+    """Sessions, frames, server events and the generator's validity."""
+    rows = []
+    rows.append(("sessions ok / failed", "%d / %d" % (
+        r["sessions_ok"], r["sessions_failed"]), "0 failed",
+        r["sessions_failed"] == 0))
+    rows.append(("frames sent / lost / reordered", "%d / %d / %d" % (
+        r["frames_sent"], r["frames_lost"], r["frames_reordered"]),
+        "0 lost", r["frames_lost"] == 0 and r["frames_reordered"] == 0))
+    events = (r["backpressure"], r["buffer_full"], r["protocol_errors"],
+              r["frames_corrupt"])
+    if any(events):
+        rows.append(("backpressure/buffer full/errors/corrupt",
+                     "%d / %d / %d / %d" % events, "0", False))
+    lag = r["lag_ms"]
+    rows.append(("generator lag p99 / max ms, CPU",
+                 "%.2f / %.2f, %.0f%%" % (lag["p99"], lag["max"],
+                                          r["gen_cpu_pct"]),
+                 "valid: p99<=1", lag["p99"] <= 1.0))
+    return rows
 
 
 def figures(name, r):
@@ -212,22 +342,7 @@ def figures(name, r):
             rows.append(("RSS growth over the whole run", "%d KiB" % (
                 kib["after"] - kib["before"]), "-", None))
 
-    rows.append(("sessions ok / failed", "%d / %d" % (
-        r["sessions_ok"], r["sessions_failed"]), "0 failed",
-        r["sessions_failed"] == 0))
-    rows.append(("frames sent / lost / reordered", "%d / %d / %d" % (
-        r["frames_sent"], r["frames_lost"], r["frames_reordered"]),
-        "0 lost", r["frames_lost"] == 0 and r["frames_reordered"] == 0))
-    events = (r["backpressure"], r["buffer_full"], r["protocol_errors"],
-              r["frames_corrupt"])
-    if any(events):
-        rows.append(("backpressure/buffer full/errors/corrupt",
-                     "%d / %d / %d / %d" % events, "0", False))
-    lag = r["lag_ms"]
-    rows.append(("generator lag p99 / max ms, CPU",
-                 "%.2f / %.2f, %.0f%%" % (lag["p99"], lag["max"],
-                                          r["gen_cpu_pct"]),
-                 "valid: p99<=1", lag["p99"] <= 1.0))
+    rows.extend(common_rows(r))
     if "server_cpu_pct" in r:
         rows.append(("nginx worker CPU", "%.0f%% of a core" %
                      r["server_cpu_pct"], "-", None))
@@ -240,6 +355,9 @@ SCENARIOS = [
     ("c", "soak", "one duplex session, RSS over time"),
     ("d", "mem", "memory per session, 500 ms in flight"),
     ("e", "churn", "sessions opened and closed"),
+    ("f", "codecs", "memory and CPU per session, per codec configuration"),
+    ("g", "pacing", "pacing of converted audio, pcm16k -> mulaw"),
+    ("h", "costs", "conversion and VAD cost per 20 ms frame"),
 ]
 
 
@@ -370,15 +488,15 @@ def scan_log(prefix):
 
 # ---- running ------------------------------------------------------------
 
-def run_generator(name, opts, port, master):
-    args = [GENERATOR] + scenario_args(name, opts) + [
+def run_generator(prefix, gen_args, timeout, port, master, path):
+    args = [GENERATOR] + gen_args + [
         "--json", "--nginx-pid", str(master),
-        "ws://127.0.0.1:%d/voice" % port]
+        "ws://127.0.0.1:%d%s" % (port, path)]
     print("  $ " + " ".join(os.path.relpath(a, ROOT) if a == GENERATOR
                             else a for a in args), flush=True)
     try:
         proc = subprocess.run(args, stdout=subprocess.PIPE, text=True,
-                              timeout=scenario_timeout(name, opts))
+                              timeout=timeout)
     except subprocess.TimeoutExpired:
         raise Failure("voice-bench did not finish in time")
     result = None
@@ -388,26 +506,34 @@ def run_generator(name, opts, port, master):
     if proc.returncode >= 2 or result is None:
         raise Failure("voice-bench exited with %d" % proc.returncode)
     # every figure, for whoever wants more than the table
-    with open(os.path.join(PREFIX_ROOT, name, "result.json"), "w") as f:
+    with open(os.path.join(prefix, "result.json"), "w") as f:
         json.dump(result, f, indent=1)
         f.write("\n")
     return proc.returncode, result
 
 
-def run_scenario(letter, name, title, opts):
-    print("\n(%s) %s: %s" % (letter, name, title), flush=True)
-    prefix = os.path.join(PREFIX_ROOT, name)
+def run_one(key, gen_args, timeout, opts, path="/voice"):
+    """One generator run against a fresh nginx in build/bench/<key>/.
+
+    Returns the generator's exit code (None when it did not report), its
+    result, the problems that always fail the run (nginx, the worker, the
+    error log) and the error log's counts."""
+    prefix = os.path.join(PREFIX_ROOT, key)
     shutil.rmtree(prefix, ignore_errors=True)
-    port = free_port()
-    conf = write_conf(prefix, port, opts.workers)
     problems = []
     result = None
+    code = None
 
-    master = start_nginx(prefix, conf, port)
     try:
-        code, result = run_generator(name, opts, port, master)
-        if code != 0:
-            problems.append("voice-bench reported a functional failure")
+        port = free_port()
+        conf = write_conf(prefix, port, opts.workers)
+        master = start_nginx(prefix, conf, port)
+    except Failure as e:
+        return {"code": None, "result": None, "problems": [str(e)],
+                "log": {}}
+    try:
+        code, result = run_generator(prefix, gen_args, timeout, port,
+                                     master, path)
         if result["workers_changed"]:
             problems.append("an nginx worker exited during the run")
     except Failure as e:
@@ -424,30 +550,353 @@ def run_scenario(letter, name, title, opts):
                         % (len(bad), bad[0]))
     log_text = ", ".join("%s %d" % (k, v) for k, v in sorted(counts.items()))
     print("  error log: %s" % (log_text or "no lines at notice or above"))
+    return {"code": code, "result": result, "problems": problems,
+            "log": counts}
 
-    rows = figures(name, result) if result else []
+
+def print_rows(rows):
     for figure, measured, goal, met in rows:
-        print("  %-42s %-28s goal %-12s %s" % (
+        print("  %-44s %-36s goal %-14s %s" % (
             figure, measured, goal,
             "" if met is None else ("met" if met else "MISSED")))
+
+
+def run_scenario(letter, name, title, opts):
+    print("\n(%s) %s: %s" % (letter, name, title), flush=True)
+    out = run_one(name, scenario_args(name, opts),
+                  scenario_timeout(name, opts), opts)
+    problems = out["problems"]
+    result = out["result"]
+    if out["code"]:
+        problems.insert(0, "voice-bench reported a functional failure")
+
+    rows = figures(name, result) if result else []
+    print_rows(rows)
     if result and result["lag_ms"]["p99"] > 1.0:
         print("  note: the generator itself ran late (lag p99 %.2f ms); "
               "latency figures include that" % result["lag_ms"]["p99"])
     for p in problems:
         print("  FAILURE: " + p)
     return {"letter": letter, "name": name, "rows": rows,
-            "problems": problems, "result": result, "log": counts}
+            "problems": problems, "result": result, "log": out["log"]}
+
+
+def judge(label, out, rows, problems):
+    """Adds the outcome of a run of f or g: a functional failure, or, when
+    the worker saturated, the same symptoms reported as over capacity."""
+    r = out["result"]
+    problems.extend("%s: %s" % (label, p) for p in out["problems"])
+    if r is None or not out["code"]:
+        return
+    peak = peak_cpu_pct(r)
+    hard = (r["protocol_errors"] or r["frames_corrupt"]
+            or r.get("output_extra") or r["workers_changed"])
+    if peak is not None and peak >= SATURATED_PCT and not hard:
+        rows.append(("  OVER CAPACITY: worker at %.0f%% of a core" % peak,
+                     "%d failed, %d frames lost" % (
+                         r["sessions_failed"], r["frames_lost"]),
+                     "-", False))
+        return
+    problems.append("%s: voice-bench reported a functional failure "
+                    "(%d sessions failed, %d frames lost, %d protocol "
+                    "errors, %d corrupt)" % (
+                        label, r["sessions_failed"], r["frames_lost"],
+                        r["protocol_errors"], r["frames_corrupt"]))
+
+
+def run_codecs(letter, name, title, opts):
+    print("\n(%s) %s: %s" % (letter, name, title), flush=True)
+    rows = []
+    problems = []
+    results = {}
+    seconds = "%g" % opts.codec_seconds
+
+    for label, key, path, args in CODEC_CONFIGS:
+        print("\n  -- %s" % label, flush=True)
+        sessions = opts.codec_sessions
+        capped = False
+
+        if opts.codec_budget > 0 and sessions > CALIBRATE_SESSIONS:
+            cal = run_one("codecs/%s-calibrate" % key, args + [
+                "-n", "%d" % CALIBRATE_SESSIONS, "-d",
+                "%d" % CALIBRATE_SECONDS, "-r", "200"], 70, opts, path)
+            r = cal["result"]
+            if cal["problems"] or cal["code"] or r is None:
+                rows.append(("%s: calibration failed" % label, "-", "-",
+                             False))
+                judge(label + " (calibration)", cal, rows, problems)
+                if not cal["code"] and not cal["problems"]:
+                    problems.append("%s: calibration gave no result" % label)
+                continue
+            per = r.get("server_cpu_per_session_pct")
+            if per:
+                fit = int(opts.codec_budget / per)
+                if fit < sessions:
+                    sessions = max(fit, MIN_SESSIONS)
+                    capped = True
+            print("  one session takes %.3f%% of a core: %d sessions%s" % (
+                per or 0, sessions,
+                " (capped to %g%% of a core)" % opts.codec_budget
+                if capped else ""), flush=True)
+
+        out = run_one("codecs/%s" % key, args + [
+            "-n", "%d" % sessions, "-d", seconds, "-r", "500",
+            "--rss-every", "1"], opts.codec_seconds + 90, opts, path)
+        r = out["result"]
+        results[key] = r
+        figure = "%s, n=%d%s" % (label, sessions,
+                                 " (capped)" if capped else "")
+        if r is None:
+            rows.append((figure, "no result", "-", False))
+            judge(label, out, rows, problems)
+            continue
+
+        per = r["rss_per_session_kib"]
+        anon = r["rss_anon_per_session_kib"]
+        cpu = r.get("server_cpu_per_session_pct")
+        measured = "RSS %s KiB (anon %s), CPU %s" % (
+            "%.1f" % per if per is not None else "n/a",
+            "%.1f" % anon if anon is not None else "n/a",
+            "%.3f%%" % cpu if cpu is not None else "n/a")
+        row = (figure, measured, "-", None)
+        rows.append(row)
+        print_rows([row])
+
+        if r["sessions_failed"] or r["frames_lost"] or r["protocol_errors"] \
+                or r["frames_corrupt"] or r.get("output_extra"):
+            extra = [("  sessions failed / frames lost / errors",
+                      "%d / %d / %d" % (r["sessions_failed"],
+                                        r["frames_lost"],
+                                        r["protocol_errors"]),
+                      "0", False)]
+            rows.extend(extra)
+            print_rows(extra)
+        judge(label, out, rows, problems)
+
+    for p in problems:
+        print("  FAILURE: " + p)
+    return {"letter": letter, "name": name, "rows": rows,
+            "problems": problems, "result": results, "log": {}}
+
+
+def pacing_rows(label, r):
+    rows = []
+    lead = r["lead_ms"]
+    goal = PLAYOUT_LEAD_MS + FRAME_MS
+    rows.append(("%s: interval p50/p99/max ms" % label,
+                 ms3(r["interval_ms"]) if r["interval_ms"]["n"] else "n/a",
+                 "ideal 20", None))
+    rows.append(("  lead p50/p99/max ms (steady state)",
+                 ms3(lead) if lead["n"] else "n/a",
+                 "max <= %d" % goal,
+                 lead["n"] > 0 and lead["max"] <= goal))
+    rows.append(("  underruns (client ran dry > 1 ms)", "%d of %d frames" % (
+        r["underruns"], r["frames_received"]), "-", None))
+    cpu = r.get("server_cpu_per_session_pct")
+    rows.append(("  worker CPU per session (all streaming)",
+                 "%.3f%% (%.0f%% of a core)" % (
+                     cpu, r["server_cpu_streaming_pct"])
+                 if cpu is not None else "n/a (never all streaming)",
+                 "-", None))
+    rows.append(("  frames expected / received / lost", "%d / %d / %d" % (
+        r["output_expected"], r["frames_received"], r["frames_lost"]),
+        "0 lost", r["frames_lost"] == 0))
+    if r["sessions_failed"] or r["protocol_errors"] or r["frames_corrupt"]:
+        rows.append(("  sessions failed / errors / corrupt",
+                     "%d / %d / %d" % (r["sessions_failed"],
+                                       r["protocol_errors"],
+                                       r["frames_corrupt"]), "0", False))
+    lag = r["lag_ms"]
+    rows.append(("  generator lag p99 / max ms, CPU",
+                 "%.2f / %.2f, %.0f%%" % (lag["p99"], lag["max"],
+                                          r["gen_cpu_pct"]),
+                 "valid: p99<=1", lag["p99"] <= 1.0))
+    return rows
+
+
+def run_pacing(letter, name, title, opts):
+    print("\n(%s) %s: %s" % (letter, name, title), flush=True)
+    rows = []
+    problems = []
+    results = {}
+
+    for label, key, sessions, path in PACING_RUNS:
+        print("\n  -- %s%s" % (label, "" if path == "/voice"
+                               else " (%s)" % path), flush=True)
+        # more than one thread would share the generator's core anyway
+        out = run_one("pacing/%s" % key, [
+            "--input", "pcm16k", "--output", "mulaw",
+            "-n", "%d" % sessions, "-d", "%g" % opts.pacing_seconds,
+            "-r", "500", "--rss-every", "1"],
+            opts.pacing_seconds + 90, opts, path)
+        r = out["result"]
+        results[key] = r
+        if r is not None:
+            new = pacing_rows(label, r)
+            print_rows(new)
+            rows.extend(new)
+        else:
+            rows.append((label, "no result", "-", False))
+        judge(label, out, rows, problems)
+
+    for p in problems:
+        print("  FAILURE: " + p)
+    return {"letter": letter, "name": name, "rows": rows,
+            "problems": problems, "result": results, "log": {}}
+
+
+# ---- h: the cost of conversions and of the VAD ---------------------------
+
+def parse_audio_bench(text):
+    """{(table, format): {quality: us}} from audio-bench's report, where a
+    table is "codec" (decode, encode at the format's own rate), "decode"
+    (decode + resample to 16 kHz) or "encode <rate>" (resample from that
+    rate + encode); and the memory lines."""
+    costs = {}
+    memory = {}
+    table = None
+    names = []
+    for line in text.splitlines():
+        m = re.match(r"codec alone", line)
+        if m:
+            table, names = "codec", ["decode", "encode"]
+            continue
+        m = re.match(r"decode \+ resample to \d+\s+(.*)$", line)
+        if m:
+            table, names = "decode", m.group(1).split()
+            continue
+        m = re.match(r"resample from\s+(\d+) \+ encode\s+(.*)$", line)
+        if m:
+            table, names = "encode %s" % m.group(1), m.group(2).split()
+            continue
+        m = re.match(r"\s+codec (\S+ \d+)\s+decoder\s+(\d+)\s+encoder\s+"
+                     r"(\d+)", line)
+        if m:
+            memory[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+            continue
+        m = re.match(r"\s+(\d+) -> (\d+)\s+((?:\d+\+\s*\d+\s*)+)$", line)
+        if m and "resampler" not in memory:
+            pairs = re.findall(r"(\d+)\+\s*(\d+)", m.group(3))
+            memory["resampler"] = [int(a) + int(b) for a, b in pairs]
+            continue
+        m = re.match(r"\s+(pcm_s16le \d+|mulaw \d+|opus \d+)\s+(.*)$", line)
+        if m and table:
+            values = [float(v) for v in re.findall(r"([\d.]+) us",
+                                                    m.group(2))]
+            if len(values) == len(names):
+                costs[(table, m.group(1))] = dict(zip(names, values))
+            continue
+        if line.strip() == "" or line.startswith("("):
+            continue
+        if not line.startswith(" "):
+            table = None
+    return costs, memory
+
+
+def us(v):
+    return "%.2f" % v if v < 10 else "%.1f" % v
+
+
+def cost_rows(costs, memory):
+    """Per format: decode to the pipeline (16 kHz) and encode from it, at
+    the default resampler (fastest) and the cheapest (linear)."""
+    formats = [("pcm8k", "pcm_s16le 8000"), ("pcm16k", "pcm_s16le 16000"),
+               ("pcm24k", "pcm_s16le 24000"), ("pcm48k", "pcm_s16le 48000"),
+               ("mulaw", "mulaw 8000"), ("opus", "opus 48000")]
+    rows = []
+    for short, name in formats:
+        codec = costs.get(("codec", name))
+        dec = costs.get(("decode", name))
+        enc = costs.get(("encode 16000", name))
+        if codec is None:
+            rows.append(("%s: in / out us per 20 ms frame" % short,
+                         "n/a (not in audio-bench's report)", "-", None))
+            continue
+        # no rate change (pcm16k), or Opus that decodes at 16 kHz itself:
+        # the codec alone
+        d_fast = dec["fastest"] if dec else codec["decode"]
+        d_lin = dec["linear"] if dec else codec["decode"]
+        e_fast = enc["fastest"] if enc else codec["encode"]
+        e_lin = enc["linear"] if enc else codec["encode"]
+        rows.append(("%s: in / out us per 20 ms frame" % short,
+                     "%s / %s (linear %s / %s)" % tuple(
+                         us(v) for v in (d_fast, e_fast, d_lin, e_lin)),
+                     "-", None))
+    opus = memory.get("opus 48000")
+    rs = memory.get("resampler")
+    if opus and rs and len(rs) >= 5:
+        rows.append(("heap: Opus dec / enc, resampler fast / lin",
+                     "%.1f / %.1f KiB, %.1f / %.1f KiB" % (
+                         opus[0] / 1024, opus[1] / 1024, rs[2] / 1024,
+                         rs[4] / 1024), "-", None))
+    return rows
+
+
+def run_tool(path, args, timeout):
+    print("  $ %s" % " ".join([os.path.relpath(path, ROOT)] + args),
+          flush=True)
+    try:
+        proc = subprocess.run([path] + args, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise Failure("%s did not finish in time" % os.path.basename(path))
+    with open(os.path.join(PREFIX_ROOT, "costs",
+                           os.path.basename(path) + ".txt"), "w") as f:
+        f.write(proc.stdout)
+    if proc.returncode != 0:
+        raise Failure("%s exited with %d: %s" % (
+            os.path.basename(path), proc.returncode,
+            proc.stdout.strip().splitlines()[-1:]))
+    return proc.stdout
+
+
+def run_costs(letter, name, title, opts):
+    print("\n(%s) %s: %s" % (letter, name, title), flush=True)
+    rows = []
+    problems = []
+    shutil.rmtree(os.path.join(PREFIX_ROOT, "costs"), ignore_errors=True)
+    os.makedirs(os.path.join(PREFIX_ROOT, "costs"))
+
+    try:
+        costs, memory = parse_audio_bench(run_tool(AUDIO_BENCH, [], 300))
+        rows.extend(cost_rows(costs, memory))
+    except Failure as e:
+        problems.append(str(e))
+
+    try:
+        text = run_tool(VAD_BENCH, [], 120)
+        m = re.search(r"cost per 20 ms frame: median ([\d.]+) us, "
+                      r"p99 ([\d.]+) us", text)
+        mem = re.search(r"memory per instance: (\d+) bytes", text)
+        rows.append(("VAD per 20 ms frame, median / p99",
+                     "%s / %s us" % (m.group(1), m.group(2)) if m
+                     else "n/a (not in vad-bench's report)", "-", None))
+        if mem:
+            rows.append(("VAD memory per instance", "%s bytes" %
+                         mem.group(1), "-", None))
+    except Failure as e:
+        problems.append(str(e))
+
+    print_rows(rows)
+    for p in problems:
+        print("  FAILURE: " + p)
+    return {"letter": letter, "name": name, "rows": rows,
+            "problems": problems, "result": None, "log": {}}
+
+
+RUNNERS = {"codecs": run_codecs, "pacing": run_pacing, "costs": run_costs}
 
 
 def print_table(outcomes):
     print("\nsummary (goals are targets; only FAILURE lines fail the run)")
-    print("%-11s %-42s %-28s %-14s %s" % ("scenario", "figure", "measured",
+    print("%-11s %-44s %-36s %-14s %s" % ("scenario", "figure", "measured",
                                           "goal", ""))
-    print("-" * 104)
+    print("-" * 116)
     for o in outcomes:
         label = "%s %s" % (o["letter"], o["name"])
         for figure, measured, goal, met in o["rows"]:
-            print("%-11s %-42s %-28s %-14s %s" % (
+            print("%-11s %-44s %-36s %-14s %s" % (
                 label, figure, measured, goal,
                 "" if met is None else ("met" if met else "MISSED")))
             label = ""
@@ -460,8 +909,9 @@ def parse_options(argv):
     parser = argparse.ArgumentParser(
         description="the standard load scenarios (see the file's header)")
     parser.add_argument("scenarios", nargs="*",
-                        help="letters or names: a b c d e, rtt100 rtt1000 "
-                             "soak mem churn (default: all)")
+                        help="letters or names: a b c d e f g h, rtt100 "
+                             "rtt1000 soak mem churn codecs pacing costs "
+                             "(default: all)")
     parser.add_argument("--seconds", type=float,
                         default=env_number("BENCH_SECONDS", 30),
                         help="duration of a and b (BENCH_SECONDS, 30)")
@@ -474,6 +924,23 @@ def parse_options(argv):
     parser.add_argument("--workers", type=int,
                         default=int(env_number("BENCH_WORKERS", 1)),
                         help="nginx worker_processes (BENCH_WORKERS, 1)")
+    parser.add_argument("--codec-seconds", type=float,
+                        default=env_number("BENCH_CODEC_SECONDS", 20),
+                        help="streaming time of each run of f "
+                             "(BENCH_CODEC_SECONDS, 20)")
+    parser.add_argument("--codec-sessions", type=int,
+                        default=int(env_number("BENCH_CODEC_SESSIONS", 500)),
+                        help="sessions of each run of f "
+                             "(BENCH_CODEC_SESSIONS, 500)")
+    parser.add_argument("--codec-budget", type=float,
+                        default=env_number("BENCH_CODEC_BUDGET", 70),
+                        help="percent of one core the sessions of a run of "
+                             "f may need; 0: no cap (BENCH_CODEC_BUDGET, "
+                             "70)")
+    parser.add_argument("--pacing-seconds", type=float,
+                        default=env_number("BENCH_PACING_SECONDS", 20),
+                        help="streaming time of each run of g "
+                             "(BENCH_PACING_SECONDS, 20)")
     opts = parser.parse_args(argv)
 
     chosen = []
@@ -493,7 +960,12 @@ def parse_options(argv):
 def main(argv):
     opts = parse_options(argv)
 
-    for path in (MODULE, GENERATOR):
+    need = [GENERATOR]
+    if any(s[1] != "costs" for s in opts.chosen):
+        need.append(MODULE)
+    if any(s[1] == "costs" for s in opts.chosen):
+        need += [AUDIO_BENCH, VAD_BENCH]
+    for path in need:
         if not os.path.exists(path):
             sys.exit("bench.py: %s is missing (make all)" % path)
 
@@ -513,7 +985,11 @@ def main(argv):
     outcomes = []
     for letter, name, title in opts.chosen:
         try:
-            outcomes.append(run_scenario(letter, name, title, opts))
+            runner = RUNNERS.get(name)
+            if runner:
+                outcomes.append(runner(letter, name, title, opts))
+            else:
+                outcomes.append(run_scenario(letter, name, title, opts))
         except Failure as e:
             print("  FAILURE: %s" % e)
             outcomes.append({"letter": letter, "name": name, "rows": [],

@@ -18,12 +18,22 @@
  *
  * The main thread only samples the workers' memory from /proc, so that
  * reading /proc never delays a frame.
+ *
+ * When the server converts the audio (the input and output formats
+ * differ, or a phone dialect is spoken) the echo is no longer the bytes
+ * that were sent: each output frame is then counted, its size checked,
+ * and its arrival timed, which gives the pacing figures (the interval
+ * between output frames and how far the received audio runs ahead of
+ * real time).  Input frames then carry a steady tone in the input
+ * format; an Opus packet of it is encoded once at start, with libopus
+ * loaded at run time, so that only Opus input needs the library.
  */
 
 
 #define _GNU_SOURCE
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -50,6 +60,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+
+#include <opus/opus.h>
 
 
 #define VB_OK                  0
@@ -84,6 +96,26 @@
 #define VB_PAYLOAD_MIN         16              /* sequence + timestamp */
 #define VB_EVENTS              1024
 #define VB_FAILURES_SHOWN      10
+#define VB_TEXT_MAX            1024            /* a message we compose */
+
+/* formats, dialects and the converted echo */
+#define VB_ENC_PCM             1
+#define VB_ENC_MULAW           2
+#define VB_ENC_OPUS            3
+
+#define VB_DIALECT_VOICE       0
+#define VB_DIALECT_TWILIO      1
+#define VB_DIALECT_VONAGE      2
+
+#define VB_OUT_FRAME           (20 * VB_MSEC)  /* audio per output frame */
+#define VB_OUT_SLACK           2               /* frames a stream may lack */
+#define VB_STEADY              (1 * VB_NSEC)   /* lead counted after this */
+#define VB_DRY                 (1 * VB_MSEC)   /* a gap a player would hear */
+#define VB_OPUS_MAX            1275            /* bytes of one Opus frame */
+#define VB_TONE_HZ             400             /* 8 periods in 20 ms */
+#define VB_TONE_LEVEL          8000
+#define VB_MARKS               64              /* Twilio marks in flight */
+#define VB_SID                 "MZ%032" PRIx64 /* Twilio stream id */
 
 /*
  * Histograms: 0.01 ms buckets from -100 ms to 10 s; values outside are
@@ -102,6 +134,11 @@
 #define VB_OPT_RSS_EVERY       259
 #define VB_OPT_JSON            260
 #define VB_OPT_SELF_TEST       261
+#define VB_OPT_INPUT           262
+#define VB_OPT_OUTPUT          263
+#define VB_OPT_START           264
+#define VB_OPT_DIALECT         265
+#define VB_OPT_COUNT           266
 
 
 typedef struct vb_thread_s   vb_thread_t;
@@ -144,6 +181,18 @@ typedef struct {
     vb_hist_t                arrival;  /* the same, at kernel arrival */
     vb_hist_t                lag;      /* generator lateness per frame */
     vb_hist_t                setup;    /* connect to state "streaming" */
+
+    /* counted (converted) output */
+    uint64_t                 out_expected;
+    uint64_t                 out_extra;    /* beyond the slack */
+    uint64_t                 underruns;    /* playback ran dry, > 1 ms */
+    uint64_t                 marks;
+    uint64_t                 marks_answered;
+    uint64_t                 clears;
+    vb_hist_t                interval;     /* between output frames */
+    vb_hist_t                interval_read;
+    vb_hist_t                lead;         /* audio received - time taken */
+    vb_hist_t                buffered;     /* the client's playback queue */
 } vb_stats_t;
 
 
@@ -185,6 +234,23 @@ struct vb_session_s {
     vb_buf_t                 msg;      /* a fragmented message */
     u_char                   msg_opcode;
 
+    int64_t                  wake;     /* the state's own deadline */
+
+    /* counted output: arrivals of the first and the last frame */
+    int64_t                  first_out;
+    int64_t                  last_out;
+    int64_t                  last_out_read;
+    int64_t                  play_end; /* the client's playback runs dry */
+
+    /* Twilio */
+    uint64_t                 twilio_seq;
+    unsigned                 mark_head;
+    unsigned                 nmarks;
+    struct {
+        int64_t              due;      /* when the audio before it played */
+        char                 name[16];
+    }                        marks[VB_MARKS];
+
     unsigned                 failed:1;
     unsigned                 started:1;
     unsigned                 closed_state:1;
@@ -210,6 +276,7 @@ typedef struct {
     long                     rss;
     long                     anon;
     uint64_t                 streaming;
+    double                   cpu;      /* the workers' CPU seconds so far */
 } vb_sample_t;
 
 
@@ -224,6 +291,7 @@ typedef struct {
 
     uint64_t                 sessions;
     size_t                   frame_size;
+    size_t                   scratch_size;
     int64_t                  interval;
     int64_t                  duration;
     int64_t                  delay;
@@ -235,6 +303,22 @@ typedef struct {
     int64_t                  rss_every;
     unsigned                 json:1;
     unsigned                 verbose:1;
+    unsigned                 frame_size_set:1;
+
+    /* the formats and the dialect */
+    unsigned                 dialect;
+    unsigned                 in_enc;
+    unsigned                 in_rate;
+    unsigned                 out_enc;
+    unsigned                 out_rate;
+    unsigned                 count:1;  /* output counted, not matched */
+    const char              *start;    /* session.start as given */
+    char                     start_msg[VB_TEXT_MAX];
+    double                   in_ms;    /* audio in one input frame */
+    size_t                   out_size; /* of an output frame; 0: Opus */
+    u_char                  *audio;    /* one input frame of the tone */
+    size_t                   audio_len;
+    char                    *payload64;  /* the same in base64 */
 
     int64_t                  t0;
 } vb_conf_t;
@@ -260,6 +344,22 @@ static volatile sig_atomic_t  vb_stop;
 static const char  *vb_state_names[] = {
     "idle", "connecting", "handshake", "starting", "streaming", "ending",
     "closing", "done"
+};
+
+static const char  *vb_dialect_names[] = { "voice.v1", "twilio", "vonage" };
+
+static const struct {
+    const char              *name;
+    unsigned                 enc;
+    unsigned                 rate;
+} vb_formats[] = {
+    { "pcm8k",  VB_ENC_PCM,    8000 },
+    { "pcm16k", VB_ENC_PCM,   16000 },
+    { "pcm24k", VB_ENC_PCM,   24000 },
+    { "pcm48k", VB_ENC_PCM,   48000 },
+    { "mulaw",  VB_ENC_MULAW,  8000 },
+    { "opus",   VB_ENC_OPUS,  48000 },
+    { NULL, 0, 0 }
 };
 
 
@@ -747,12 +847,24 @@ vb_timer_del(vb_session_t *s)
 }
 
 
+/*
+ * A session wakes at its state's deadline, or earlier when a Twilio mark
+ * is due to be answered.
+ */
+
 static void
-vb_timer_set(vb_session_t *s, int64_t deadline)
+vb_timer_place(vb_session_t *s)
 {
+    int64_t       deadline;
     vb_thread_t  *t;
 
     vb_timer_del(s);
+
+    deadline = s->wake;
+
+    if (s->nmarks && s->marks[s->mark_head].due < deadline) {
+        deadline = s->marks[s->mark_head].due;
+    }
 
     t = s->thread;
     s->deadline = deadline;
@@ -760,6 +872,15 @@ vb_timer_set(vb_session_t *s, int64_t deadline)
     t->heap[t->nheap++] = s;
 
     vb_heap_up(t, s->heap_index);
+}
+
+
+static void
+vb_timer_set(vb_session_t *s, int64_t deadline)
+{
+    s->wake = deadline;
+
+    vb_timer_place(s);
 }
 
 
@@ -785,6 +906,9 @@ vb_report_problem(vb_session_t *s, const char *kind, const char *fmt,
 
 
 static int vb_session_finish(vb_session_t *s, int64_t now);
+static int vb_hang_up(vb_session_t *s);
+static int vb_session_begin(vb_session_t *s);
+static int vb_stream_start(vb_session_t *s, int64_t now);
 
 
 /* a fault of the server that the session survives */
@@ -1010,12 +1134,62 @@ vb_filler(uint64_t seq, size_t i)
 
 
 static int
+vb_send_text(vb_session_t *s, const char *fmt, ...)
+{
+    int      n;
+    char     buf[VB_TEXT_MAX];
+    va_list  args;
+
+    va_start(args, fmt);
+    n = vsnprintf(buf, sizeof(buf), fmt, args);
+    va_end(args);
+
+    if (n < 0 || (size_t) n >= sizeof(buf)) {
+        return vb_session_fail(s, "a message to send is too long");
+    }
+
+    return vb_send_frame(s, VB_WS_TEXT, buf, (size_t) n);
+}
+
+
+/* converted audio: one frame of the tone, in the client's framing */
+
+static int
+vb_send_tone(vb_session_t *s)
+{
+    int64_t  now;
+
+    now = vb_now();
+
+    s->seq++;
+    s->last_send = now;
+
+    if (vb_conf.dialect != VB_DIALECT_TWILIO) {
+        return vb_send_frame(s, VB_WS_BINARY, vb_conf.audio,
+                             vb_conf.audio_len);
+    }
+
+    return vb_send_text(s, "{\"event\":\"media\",\"sequenceNumber\":\"%"
+                        PRIu64 "\",\"media\":{\"track\":\"inbound\","
+                        "\"chunk\":\"%" PRIu64 "\",\"timestamp\":\"%.0f\","
+                        "\"payload\":\"%s\"},\"streamSid\":\"" VB_SID "\"}",
+                        s->twilio_seq++, s->seq,
+                        (double) (s->seq - 1) * vb_conf.in_ms,
+                        vb_conf.payload64, s->id);
+}
+
+
+static int
 vb_send_audio(vb_session_t *s)
 {
     u_char    *p, *payload;
     size_t     h, i, size;
     int64_t    now;
     uint32_t   mask;
+
+    if (vb_conf.count) {
+        return vb_send_tone(s);
+    }
 
     size = vb_conf.frame_size;
     p = s->thread->scratch;
@@ -1064,12 +1238,30 @@ vb_session_reset(vb_session_t *s)
     s->failed = 0;
     s->started = 0;
     s->closed_state = 0;
+    s->first_out = 0;
+    s->last_out = 0;
+    s->last_out_read = 0;
+    s->play_end = 0;
+    s->twilio_seq = 1;
+    s->mark_head = 0;
+    s->nmarks = 0;
+}
+
+
+/* output frames a converted stream owes for the input sent */
+
+static uint64_t
+vb_out_expected(vb_session_t *s)
+{
+    return (uint64_t) ((double) s->seq * vb_conf.in_ms * VB_MSEC
+                       / VB_OUT_FRAME + 1e-6);
 }
 
 
 static int
 vb_session_finish(vb_session_t *s, int64_t now)
 {
+    uint64_t     expected;
     vb_stats_t  *st;
 
     st = &s->thread->stats;
@@ -1081,7 +1273,24 @@ vb_session_finish(vb_session_t *s, int64_t now)
     st->frames_sent += s->seq;
     st->frames_received += s->received;
 
-    if (s->received < s->seq) {
+    if (vb_conf.count) {
+        /*
+         * The resamplers hold a few milliseconds back and the last part
+         * frame may or may not be padded out: a stream may come a frame
+         * or two short (or long) of the input without anything lost.
+         */
+        expected = vb_out_expected(s);
+        st->out_expected += expected;
+
+        if (s->received + VB_OUT_SLACK < expected) {
+            st->frames_lost += expected - s->received - VB_OUT_SLACK;
+        }
+
+        if (s->received > expected + VB_OUT_SLACK) {
+            st->out_extra += s->received - expected - VB_OUT_SLACK;
+        }
+
+    } else if (s->received < s->seq) {
         st->frames_lost += s->seq - s->received;
     }
 
@@ -1189,6 +1398,7 @@ vb_session_open(vb_session_t *s, int64_t now)
         return vb_session_fail(s, "out of memory");
     }
 
+    /* phone gateways offer no subprotocol */
     s->out.last = (size_t) snprintf((char *) s->out.data, 1024,
                       "GET %s HTTP/1.1\r\n"
                       "Host: %s\r\n"
@@ -1196,10 +1406,12 @@ vb_session_open(vb_session_t *s, int64_t now)
                       "Connection: Upgrade\r\n"
                       "Sec-WebSocket-Key: %s\r\n"
                       "Sec-WebSocket-Version: 13\r\n"
-                      "Sec-WebSocket-Protocol: voice.v1\r\n"
+                      "%s"
                       "User-Agent: voice-bench\r\n"
                       "\r\n",
-                      vb_conf.path, vb_conf.authority, key);
+                      vb_conf.path, vb_conf.authority, key,
+                      vb_conf.dialect == VB_DIALECT_VOICE
+                      ? "Sec-WebSocket-Protocol: voice.v1\r\n" : "");
 
     vb_timer_set(s, now + VB_OPEN_TIMEOUT);
 
@@ -1263,11 +1475,85 @@ vb_stream_end(vb_session_t *s, int64_t now)
     atomic_fetch_sub(&vb_streaming, 1);
     s->state = VB_ENDING;
 
+    /* a gateway confirms no playback once the call is over */
+    s->nmarks = 0;
+
     /* every echo is due by last_send + delay; a second more is grace */
     vb_timer_set(s, (s->seq ? s->last_send : now) + vb_conf.delay
                     + VB_END_GRACE);
 
-    return vb_send_frame(s, VB_WS_TEXT, end, sizeof(end) - 1);
+    switch (vb_conf.dialect) {
+
+    case VB_DIALECT_TWILIO:
+        return vb_send_text(s, "{\"event\":\"stop\",\"sequenceNumber\":"
+                            "\"%" PRIu64 "\",\"streamSid\":\"" VB_SID "\","
+                            "\"stop\":{\"accountSid\":\"AC%032" PRIx64 "\","
+                            "\"callSid\":\"CA%032" PRIx64 "\"}}",
+                            s->twilio_seq++, s->id, s->id, s->id);
+
+    case VB_DIALECT_VONAGE:
+        /* Vonage hangs up with a close frame once the echo is back */
+        return (s->received >= vb_out_expected(s)) ? vb_hang_up(s) : VB_OK;
+
+    default:
+        return vb_send_frame(s, VB_WS_TEXT, end, sizeof(end) - 1);
+    }
+}
+
+
+/*
+ * Vonage has no session.end: the gateway closes.  Anything still waiting
+ * on the server's side would be dropped, so this comes once every echo
+ * is back, or at the deadline.
+ */
+
+static int
+vb_hang_up(vb_session_t *s)
+{
+    int  rc;
+
+    rc = vb_send_close(s, 1000);
+    if (rc != VB_OK) {
+        return rc;
+    }
+
+    s->state = VB_CLOSING;
+    vb_timer_set(s, vb_now() + VB_CLOSE_TIMEOUT);
+
+    return VB_OK;
+}
+
+
+/* Twilio: marks whose audio has played by now go back */
+
+static int
+vb_marks_due(vb_session_t *s, int64_t now)
+{
+    int       rc;
+    unsigned  i;
+
+    while (s->nmarks) {
+        i = s->mark_head;
+
+        if (s->marks[i].due > now + VB_SEND_SLACK) {
+            break;
+        }
+
+        s->mark_head = (i + 1) % VB_MARKS;
+        s->nmarks--;
+
+        rc = vb_send_text(s, "{\"event\":\"mark\",\"sequenceNumber\":\"%"
+                          PRIu64 "\",\"streamSid\":\"" VB_SID "\","
+                          "\"mark\":{\"name\":\"%s\"}}", s->twilio_seq++,
+                          s->id, s->marks[i].name);
+        if (rc != VB_OK) {
+            return rc;
+        }
+
+        s->thread->stats.marks_answered++;
+    }
+
+    return VB_OK;
 }
 
 
@@ -1346,6 +1632,21 @@ vb_stream_due(vb_session_t *s, int64_t now)
 static int
 vb_session_timer(vb_session_t *s, int64_t now)
 {
+    int  rc;
+
+    if (s->nmarks) {
+        rc = vb_marks_due(s, now);
+        if (rc != VB_OK) {
+            return rc;
+        }
+
+        if (s->wake > now + VB_SEND_SLACK) {
+            /* woken for a mark only */
+            vb_timer_place(s);
+            return VB_OK;
+        }
+    }
+
     switch (s->state) {
 
     case VB_IDLE:
@@ -1361,6 +1662,10 @@ vb_session_timer(vb_session_t *s, int64_t now)
                                (long long) (VB_OPEN_TIMEOUT / VB_NSEC));
 
     case VB_ENDING:
+        if (vb_conf.dialect == VB_DIALECT_VONAGE) {
+            return vb_hang_up(s);
+        }
+
         return vb_session_fail(s, "no close within echo delay + 1 s of the "
                                "last frame (%" PRIu64 " of %" PRIu64
                                " echoes back%s)", s->received, s->seq,
@@ -1410,11 +1715,6 @@ vb_handshake_parse(vb_session_t *s)
     size_t         nlen, vlen, lnlen, n;
     unsigned       upgrade, connection, accept, protocol;
     const u_char  *p, *end, *hend, *eol, *colon, *name, *value;
-
-    static const char  start[] = "{\"type\":\"session.start\",\"audio\":{"
-        "\"input\":{\"encoding\":\"pcm_s16le\",\"sample_rate\":16000,"
-        "\"channels\":1},"
-        "\"output\":{\"encoding\":\"pcm_s16le\",\"sample_rate\":16000}}}";
 
     p = s->in.data + s->in.pos;
     end = s->in.data + s->in.last;
@@ -1494,6 +1794,11 @@ vb_handshake_parse(vb_session_t *s)
         }
     }
 
+    /* only voice.v1 was offered a subprotocol */
+    if (vb_conf.dialect != VB_DIALECT_VOICE) {
+        protocol = 1;
+    }
+
     if (!upgrade || !connection || !accept || !protocol) {
         return vb_session_fail(s, "101 response lacks%s%s%s%s",
                                upgrade ? "" : " Upgrade: websocket",
@@ -1506,7 +1811,59 @@ vb_handshake_parse(vb_session_t *s)
     s->in.pos = (size_t) (hend + 4 - s->in.data);
     s->state = VB_STARTING;
 
-    return vb_send_frame(s, VB_WS_TEXT, start, sizeof(start) - 1);
+    return vb_session_begin(s);
+}
+
+
+/*
+ * The first messages of the dialect.  voice.v1 streams once the server
+ * says so; the phone gateways hear nothing back and stream at once.
+ */
+
+static int
+vb_session_begin(vb_session_t *s)
+{
+    int  rc;
+
+    switch (vb_conf.dialect) {
+
+    case VB_DIALECT_TWILIO:
+        rc = vb_send_text(s, "{\"event\":\"connected\",\"protocol\":"
+                          "\"Call\",\"version\":\"1.0.0\"}");
+        if (rc != VB_OK) {
+            return rc;
+        }
+
+        rc = vb_send_text(s, "{\"event\":\"start\",\"sequenceNumber\":"
+                          "\"%" PRIu64 "\",\"start\":{\"accountSid\":"
+                          "\"AC%032" PRIx64 "\",\"streamSid\":\"" VB_SID
+                          "\",\"callSid\":\"CA%032" PRIx64 "\","
+                          "\"tracks\":[\"inbound\"],\"customParameters\":{},"
+                          "\"mediaFormat\":{\"encoding\":\"audio/x-mulaw\","
+                          "\"sampleRate\":8000,\"channels\":1}},"
+                          "\"streamSid\":\"" VB_SID "\"}",
+                          s->twilio_seq++, s->id, s->id, s->id, s->id);
+        if (rc != VB_OK) {
+            return rc;
+        }
+
+        return vb_stream_start(s, vb_now());
+
+    case VB_DIALECT_VONAGE:
+        rc = vb_send_text(s, "{\"event\":\"websocket:connected\","
+                          "\"content-type\":\"audio/l16;rate=%u\","
+                          "\"caller\":\"voice-bench\",\"session\":\"%"
+                          PRIu64 "\"}", vb_conf.in_rate, s->id);
+        if (rc != VB_OK) {
+            return rc;
+        }
+
+        return vb_stream_start(s, vb_now());
+
+    default:
+        return vb_send_frame(s, VB_WS_TEXT, vb_conf.start_msg,
+                             strlen(vb_conf.start_msg));
+    }
 }
 
 
@@ -1744,6 +2101,207 @@ vb_echo_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
 }
 
 
+/*
+ * One output frame of a converted stream: its size is checked, its arrival
+ * timed.  The client is modelled as a phone would play the audio: at real
+ * time from the moment a frame arrives, without gaps while frames keep
+ * coming in time.
+ */
+
+static int
+vb_output_received(vb_session_t *s, size_t len, int64_t now)
+{
+    int64_t      at, since;
+    vb_stats_t  *st;
+
+    st = &s->thread->stats;
+
+    if (s->state == VB_CLOSING) {
+        /* our close crossed the server's last frames */
+        return VB_OK;
+    }
+
+    if (s->state != VB_STREAMING && s->state != VB_ENDING) {
+        vb_session_fault(s, "audio frame before the session streams");
+        return VB_OK;
+    }
+
+    if (vb_conf.out_size ? len != vb_conf.out_size
+                         : (len == 0 || len > VB_OPUS_MAX))
+    {
+        st->frames_corrupt++;
+        vb_session_fault(s, "output frame of %zu bytes, expected %zu", len,
+                         vb_conf.out_size);
+        return VB_OK;
+    }
+
+    at = s->arrival;
+
+    if (s->received == 0) {
+        s->first_out = at;
+        s->play_end = at;
+
+    } else {
+        vb_hist_add(&st->interval, at - s->last_out);
+        vb_hist_add(&st->interval_read, now - s->last_out_read);
+
+        if (at > s->play_end + VB_DRY) {
+            st->underruns++;
+        }
+    }
+
+    s->last_out = at;
+    s->last_out_read = now;
+
+    if (at > s->play_end) {
+        s->play_end = at;
+    }
+
+    s->play_end += VB_OUT_FRAME;
+    s->received++;
+
+    /* past the first burst: what the pacing keeps up in steady state */
+    since = at - s->first_out;
+
+    if (since >= VB_STEADY) {
+        vb_hist_add(&st->lead, (int64_t) s->received * VB_OUT_FRAME - since);
+        vb_hist_add(&st->buffered, s->play_end - at);
+    }
+
+    if (vb_conf.dialect == VB_DIALECT_VONAGE && s->state == VB_ENDING
+        && s->received >= vb_out_expected(s))
+    {
+        return vb_hang_up(s);
+    }
+
+    return VB_OK;
+}
+
+
+/* bytes that base64 text decodes to, or -1 if it is not base64 */
+
+static ssize_t
+vb_base64_decoded(const char *p, size_t len)
+{
+    size_t  i, pad;
+
+    if (len % 4) {
+        return -1;
+    }
+
+    pad = 0;
+
+    for (i = 0; i < len; i++) {
+        if (p[i] == '=' && i + 2 >= len) {
+            pad++;
+            continue;
+        }
+
+        if (pad || !(isalnum((u_char) p[i]) || p[i] == '+' || p[i] == '/')) {
+            return -1;
+        }
+    }
+
+    return (ssize_t) (len / 4 * 3 - pad);
+}
+
+
+static int
+vb_twilio_received(vb_session_t *s, const u_char *p, size_t len,
+    int64_t now)
+{
+    char         event[32], payload[VB_TEXT_MAX];
+    ssize_t      n;
+    unsigned     i;
+    vb_stats_t  *st;
+
+    st = &s->thread->stats;
+
+    if (vb_json_string(p, len, "event", event, sizeof(event)) != VB_OK) {
+        vb_session_fault(s, "Twilio message without an event: %.*s",
+                         (int) (len > 200 ? 200 : len), p);
+        return VB_OK;
+    }
+
+    if (strcmp(event, "media") == 0) {
+
+        if (vb_json_string(p, len, "payload", payload, sizeof(payload))
+            != VB_OK
+            || (n = vb_base64_decoded(payload, strlen(payload))) < 0)
+        {
+            st->frames_corrupt++;
+            vb_session_fault(s, "media without a base64 payload");
+            return VB_OK;
+        }
+
+        return vb_output_received(s, (size_t) n, now);
+    }
+
+    if (strcmp(event, "mark") == 0) {
+        st->marks++;
+
+        if (s->state != VB_STREAMING) {
+            /* the call is over: no confirmations come any more */
+            return VB_OK;
+        }
+
+        if (s->nmarks == VB_MARKS) {
+            return vb_session_fail(s, "more than %d marks unanswered",
+                                   VB_MARKS);
+        }
+
+        i = (s->mark_head + s->nmarks) % VB_MARKS;
+
+        if (vb_json_string(p, len, "name", s->marks[i].name,
+                           sizeof(s->marks[i].name))
+            != VB_OK)
+        {
+            vb_session_fault(s, "mark without a name: %.*s", (int) len, p);
+            return VB_OK;
+        }
+
+        /* it is confirmed once everything received before it has played */
+        s->marks[i].due = s->play_end > now ? s->play_end : now;
+        s->nmarks++;
+
+        if (s->nmarks == 1) {
+            vb_timer_place(s);
+        }
+
+        return VB_OK;
+    }
+
+    if (strcmp(event, "clear") == 0) {
+        st->clears++;
+        return VB_OK;
+    }
+
+    vb_session_fault(s, "unexpected Twilio message: %.*s",
+                     (int) (len > 200 ? 200 : len), p);
+
+    return VB_OK;
+}
+
+
+static int
+vb_vonage_received(vb_session_t *s, const u_char *p, size_t len)
+{
+    char  action[32];
+
+    if (vb_json_string(p, len, "action", action, sizeof(action)) == VB_OK
+        && strcmp(action, "clear") == 0)
+    {
+        s->thread->stats.clears++;
+        return VB_OK;
+    }
+
+    vb_session_fault(s, "unexpected Vonage message: %.*s",
+                     (int) (len > 200 ? 200 : len), p);
+
+    return VB_OK;
+}
+
+
 static int
 vb_close_received(vb_session_t *s, const u_char *p, size_t len)
 {
@@ -1754,7 +2312,8 @@ vb_close_received(vb_session_t *s, const u_char *p, size_t len)
 
     if (s->state == VB_ENDING && code == 1000) {
 
-        if (!s->closed_state) {
+        /* only voice.v1 says "closed" before it closes */
+        if (!s->closed_state && vb_conf.dialect == VB_DIALECT_VOICE) {
             vb_session_fault(s, "close 1000 without state closed before it");
         }
 
@@ -1783,10 +2342,31 @@ vb_message_received(vb_session_t *s, u_char opcode, const u_char *p,
     size_t len, int64_t now)
 {
     if (opcode == VB_WS_BINARY) {
+
+        if (vb_conf.dialect == VB_DIALECT_TWILIO) {
+            s->thread->stats.frames_corrupt++;
+            vb_session_fault(s, "a binary frame in a Twilio stream");
+            return VB_OK;
+        }
+
+        if (vb_conf.count) {
+            return vb_output_received(s, len, now);
+        }
+
         return vb_echo_received(s, p, len, now);
     }
 
-    return vb_text_received(s, p, len, now);
+    switch (vb_conf.dialect) {
+
+    case VB_DIALECT_TWILIO:
+        return vb_twilio_received(s, p, len, now);
+
+    case VB_DIALECT_VONAGE:
+        return vb_vonage_received(s, p, len);
+
+    default:
+        return vb_text_received(s, p, len, now);
+    }
 }
 
 
@@ -2158,13 +2738,17 @@ vb_thread_init(vb_thread_t *t, size_t nslots)
 
     t->slots = calloc(nslots ? nslots : 1, sizeof(vb_session_t));
     t->heap = calloc(nslots ? nslots : 1, sizeof(vb_session_t *));
-    t->scratch = malloc(vb_conf.frame_size + 1024);
+    t->scratch = malloc(vb_conf.scratch_size);
 
     if (t->slots == NULL || t->heap == NULL || t->scratch == NULL
         || vb_hist_init(&t->stats.rtt) != VB_OK
         || vb_hist_init(&t->stats.arrival) != VB_OK
         || vb_hist_init(&t->stats.lag) != VB_OK
-        || vb_hist_init(&t->stats.setup) != VB_OK)
+        || vb_hist_init(&t->stats.setup) != VB_OK
+        || vb_hist_init(&t->stats.interval) != VB_OK
+        || vb_hist_init(&t->stats.interval_read) != VB_OK
+        || vb_hist_init(&t->stats.lead) != VB_OK
+        || vb_hist_init(&t->stats.buffered) != VB_OK)
     {
         return VB_ERROR;
     }
@@ -2416,13 +3000,33 @@ vb_usage(FILE *f)
         "      --churn-frames N   frames per churned session (default 5)\n"
         "      --nginx-pid PID    nginx master: sample its workers' memory\n"
         "      --rss-every S      memory timeline period (default 10)\n"
+        "      --input FORMAT     audio the sessions send: pcm8k, pcm16k,\n"
+        "                         pcm24k, pcm48k, mulaw or opus (default\n"
+        "                         pcm16k); frames of 20 ms of a tone\n"
+        "      --output FORMAT    audio the sessions ask for (default: as\n"
+        "                         the input); when it differs the server\n"
+        "                         converts and output frames are counted\n"
+        "      --start JSON       the session.start message to send instead\n"
+        "                         of the one built from the formats\n"
+        "      --dialect NAME     voice.v1 (default), twilio (mu-law in JSON\n"
+        "                         media messages, marks answered as played)\n"
+        "                         or vonage (a JSON first frame, then L16\n"
+        "                         at the --input rate: 8k, 16k or 24k);\n"
+        "                         twilio ignores --input and --output\n"
+        "      --count            count output frames instead of matching\n"
+        "                         them with what was sent (implied by a\n"
+        "                         conversion or a phone dialect)\n"
         "      --json             print one JSON summary line\n"
         "  -v, --verbose          print every problem and info event\n"
         "      --self-test        check the handshake digest and exit\n"
         "\n"
+        "Counted output: a stream may come %d frames short or long of\n"
+        "its input (resampler delay, the padded last frame); more is lost\n"
+        "or extra.\n"
+        "\n"
         "Exits 1 on a functional failure (sessions that failed, frames\n"
         "lost, reordered or corrupted, protocol errors, a worker that\n"
-        "went away), 2 on a usage error, 0 otherwise.\n");
+        "went away), 2 on a usage error, 0 otherwise.\n", VB_OUT_SLACK);
 }
 
 
@@ -2527,6 +3131,337 @@ vb_number(const char *arg, const char *name, double min, double max,
 
 
 static int
+vb_format(const char *name, unsigned *enc, unsigned *rate)
+{
+    unsigned  i;
+
+    for (i = 0; vb_formats[i].name; i++) {
+        if (strcmp(name, vb_formats[i].name) == 0) {
+            *enc = vb_formats[i].enc;
+            *rate = vb_formats[i].rate;
+            return VB_OK;
+        }
+    }
+
+    fprintf(stderr, "voice-bench: unknown format \"%s\" (pcm8k, pcm16k, "
+            "pcm24k, pcm48k, mulaw, opus)\n", name);
+
+    return VB_ERROR;
+}
+
+
+static const char *
+vb_format_name(unsigned enc, unsigned rate)
+{
+    unsigned  i;
+
+    for (i = 0; vb_formats[i].name; i++) {
+        if (vb_formats[i].enc == enc && vb_formats[i].rate == rate) {
+            return vb_formats[i].name;
+        }
+    }
+
+    return "?";
+}
+
+
+static const char *
+vb_encoding_name(unsigned enc)
+{
+    return enc == VB_ENC_MULAW ? "mulaw" : enc == VB_ENC_OPUS ? "opus"
+                                                              : "pcm_s16le";
+}
+
+
+/* G.711 mu-law of one sample: sign, 3-bit segment, 4-bit step, inverted */
+
+static u_char
+vb_mulaw(int16_t sample)
+{
+    int      v, sign, seg;
+    u_char   step;
+
+    v = sample;
+    sign = (v < 0) ? 0x80 : 0;
+
+    if (v < 0) {
+        v = -v;
+    }
+
+    if (v > 32635) {
+        v = 32635;
+    }
+
+    v += 0x84;
+
+    for (seg = 7; seg > 0 && !(v & (0x80 << seg)); seg--) {
+        /* void */
+    }
+
+    step = (u_char) ((v >> (seg + 3)) & 0x0f);
+
+    return (u_char) ~(sign | (seg << 4) | step);
+}
+
+
+/*
+ * One 20 ms Opus packet of the tone at 48 kHz.  The encoder runs a few
+ * frames first so that the packet is one from the middle of a stream.
+ */
+
+static int
+vb_opus_tone(const int16_t *pcm, size_t n)
+{
+    int            err, i;
+    void          *lib;
+    u_char         packet[VB_OPUS_MAX];
+    opus_int32     len;
+    OpusEncoder   *enc;
+    OpusEncoder *(*create)(opus_int32, int, int, int *);
+    int          (*ctl)(OpusEncoder *, int, ...);
+    opus_int32   (*encode)(OpusEncoder *, const opus_int16 *, int,
+                           unsigned char *, opus_int32);
+    void         (*destroy)(OpusEncoder *);
+
+    lib = dlopen("libopus.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL) {
+        fprintf(stderr, "voice-bench: Opus input needs libopus: %s\n",
+                dlerror());
+        return VB_ERROR;
+    }
+
+    create = (OpusEncoder *(*)(opus_int32, int, int, int *))
+             dlsym(lib, "opus_encoder_create");
+    ctl = (int (*)(OpusEncoder *, int, ...)) dlsym(lib, "opus_encoder_ctl");
+    encode = (opus_int32 (*)(OpusEncoder *, const opus_int16 *, int,
+                             unsigned char *, opus_int32))
+             dlsym(lib, "opus_encode");
+    destroy = (void (*)(OpusEncoder *)) dlsym(lib, "opus_encoder_destroy");
+
+    if (create == NULL || ctl == NULL || encode == NULL || destroy == NULL) {
+        fprintf(stderr, "voice-bench: libopus lacks the encoder\n");
+        dlclose(lib);
+        return VB_ERROR;
+    }
+
+    enc = create(48000, 1, OPUS_APPLICATION_VOIP, &err);
+    if (enc == NULL || err != OPUS_OK) {
+        fprintf(stderr, "voice-bench: opus_encoder_create failed (%d)\n",
+                err);
+        dlclose(lib);
+        return VB_ERROR;
+    }
+
+    (void) ctl(enc, OPUS_SET_BITRATE(24000));
+
+    len = 0;
+
+    for (i = 0; i < 5; i++) {
+        len = encode(enc, pcm, (int) n, packet, sizeof(packet));
+        if (len <= 0) {
+            fprintf(stderr, "voice-bench: opus_encode failed (%d)\n",
+                    (int) len);
+            destroy(enc);
+            dlclose(lib);
+            return VB_ERROR;
+        }
+    }
+
+    destroy(enc);
+    dlclose(lib);
+
+    vb_conf.audio = malloc((size_t) len);
+    if (vb_conf.audio == NULL) {
+        return VB_ERROR;
+    }
+
+    memcpy(vb_conf.audio, packet, (size_t) len);
+    vb_conf.audio_len = (size_t) len;
+
+    return VB_OK;
+}
+
+
+/*
+ * What the formats and the dialect mean for the frames: the input frame
+ * (a tone, whose 8 periods in 20 ms repeat seamlessly at every rate), the
+ * output frame size, whether output is matched or counted, and the
+ * session.start message.
+ */
+
+static int
+vb_audio_setup(void)
+{
+    int       n;
+    size_t    i, samples;
+    int16_t  *pcm;
+
+    switch (vb_conf.dialect) {
+
+    case VB_DIALECT_TWILIO:
+        /* whatever --input and --output said */
+        vb_conf.in_enc = VB_ENC_MULAW;
+        vb_conf.in_rate = 8000;
+        vb_conf.out_enc = VB_ENC_MULAW;
+        vb_conf.out_rate = 8000;
+        break;
+
+    case VB_DIALECT_VONAGE:
+        if (vb_conf.in_enc != VB_ENC_PCM || vb_conf.in_rate == 48000) {
+            fprintf(stderr, "voice-bench: Vonage speaks L16 at 8, 16 or "
+                    "24 kHz only\n");
+            return VB_ERROR;
+        }
+
+        vb_conf.out_enc = VB_ENC_PCM;
+        vb_conf.out_rate = vb_conf.in_rate;
+        break;
+
+    default:
+        if (vb_conf.out_enc == 0) {
+            vb_conf.out_enc = vb_conf.in_enc;
+            vb_conf.out_rate = vb_conf.in_rate;
+        }
+    }
+
+    /* the server converts: what comes back is other bytes */
+    if (vb_conf.dialect != VB_DIALECT_VOICE
+        || vb_conf.in_enc != vb_conf.out_enc
+        || vb_conf.in_rate != vb_conf.out_rate)
+    {
+        vb_conf.count = 1;
+    }
+
+    if (vb_conf.count && vb_conf.interval != VB_OUT_FRAME) {
+        fprintf(stderr, "voice-bench: counted output needs 20 ms frames "
+                "(-i 20)\n");
+        return VB_ERROR;
+    }
+
+    /* matched frames: -s bytes (640 by default) of sequence and filler */
+
+    vb_conf.in_ms = 20;
+
+    if (!vb_conf.count) {
+        if (!vb_conf.frame_size_set && vb_conf.in_enc != VB_ENC_OPUS) {
+            vb_conf.frame_size = (vb_conf.in_enc == VB_ENC_MULAW)
+                                 ? 160 : vb_conf.in_rate / 50 * 2;
+        }
+
+        goto start;
+    }
+
+    if (vb_conf.frame_size_set) {
+        fprintf(stderr, "voice-bench: -s does not apply to counted output: "
+                "frames are 20 ms of the input format\n");
+        return VB_ERROR;
+    }
+
+    samples = vb_conf.in_rate / 50;
+
+    pcm = malloc(samples * sizeof(int16_t));
+    if (pcm == NULL) {
+        return VB_ERROR;
+    }
+
+    for (i = 0; i < samples; i++) {
+        pcm[i] = (int16_t) lrint(VB_TONE_LEVEL
+                                 * sin(2 * M_PI * VB_TONE_HZ * (double) i
+                                       / vb_conf.in_rate));
+    }
+
+    switch (vb_conf.in_enc) {
+
+    case VB_ENC_OPUS:
+        if (vb_opus_tone(pcm, samples) != VB_OK) {
+            free(pcm);
+            return VB_ERROR;
+        }
+        break;
+
+    case VB_ENC_MULAW:
+        vb_conf.audio = malloc(samples);
+        if (vb_conf.audio == NULL) {
+            free(pcm);
+            return VB_ERROR;
+        }
+
+        for (i = 0; i < samples; i++) {
+            vb_conf.audio[i] = vb_mulaw(pcm[i]);
+        }
+
+        vb_conf.audio_len = samples;
+        break;
+
+    default:
+        vb_conf.audio = malloc(samples * 2);
+        if (vb_conf.audio == NULL) {
+            free(pcm);
+            return VB_ERROR;
+        }
+
+        for (i = 0; i < samples; i++) {
+            vb_conf.audio[2 * i] = (u_char) (pcm[i] & 0xff);
+            vb_conf.audio[2 * i + 1] = (u_char) ((uint16_t) pcm[i] >> 8);
+        }
+
+        vb_conf.audio_len = samples * 2;
+    }
+
+    free(pcm);
+
+    vb_conf.frame_size = vb_conf.audio_len;
+
+    vb_conf.payload64 = malloc(vb_conf.audio_len / 3 * 4 + 8);
+    if (vb_conf.payload64 == NULL) {
+        return VB_ERROR;
+    }
+
+    vb_base64(vb_conf.payload64, vb_conf.audio, vb_conf.audio_len);
+
+    switch (vb_conf.out_enc) {
+
+    case VB_ENC_OPUS:
+        vb_conf.out_size = 0;
+        break;
+
+    case VB_ENC_MULAW:
+        vb_conf.out_size = 160;
+        break;
+
+    default:
+        vb_conf.out_size = vb_conf.out_rate / 50 * 2;
+    }
+
+start:
+
+    vb_conf.scratch_size = (vb_conf.frame_size > VB_TEXT_MAX
+                            ? vb_conf.frame_size : VB_TEXT_MAX) + 64;
+
+    if (vb_conf.start) {
+        n = snprintf(vb_conf.start_msg, sizeof(vb_conf.start_msg), "%s",
+                     vb_conf.start);
+
+    } else {
+        n = snprintf(vb_conf.start_msg, sizeof(vb_conf.start_msg),
+                     "{\"type\":\"session.start\",\"audio\":{"
+                     "\"input\":{\"encoding\":\"%s\",\"sample_rate\":%u,"
+                     "\"channels\":1},"
+                     "\"output\":{\"encoding\":\"%s\",\"sample_rate\":%u}}}",
+                     vb_encoding_name(vb_conf.in_enc), vb_conf.in_rate,
+                     vb_encoding_name(vb_conf.out_enc), vb_conf.out_rate);
+    }
+
+    if (n < 0 || (size_t) n >= sizeof(vb_conf.start_msg)) {
+        fprintf(stderr, "voice-bench: --start is too long\n");
+        return VB_ERROR;
+    }
+
+    return VB_OK;
+}
+
+
+static int
 vb_self_test(void)
 {
     char  accept[32];
@@ -2548,8 +3483,9 @@ vb_self_test(void)
 static int
 vb_options(int argc, char **argv)
 {
-    int     c;
-    double  v;
+    int       c;
+    double    v;
+    unsigned  i;
 
     static const struct option  options[] = {
         { "sessions",     required_argument, NULL, 'n' },
@@ -2563,6 +3499,11 @@ vb_options(int argc, char **argv)
         { "churn-frames", required_argument, NULL, VB_OPT_CHURN_FRAMES },
         { "nginx-pid",    required_argument, NULL, VB_OPT_NGINX_PID },
         { "rss-every",    required_argument, NULL, VB_OPT_RSS_EVERY },
+        { "input",        required_argument, NULL, VB_OPT_INPUT },
+        { "output",       required_argument, NULL, VB_OPT_OUTPUT },
+        { "start",        required_argument, NULL, VB_OPT_START },
+        { "dialect",      required_argument, NULL, VB_OPT_DIALECT },
+        { "count",        no_argument,       NULL, VB_OPT_COUNT },
         { "json",         no_argument,       NULL, VB_OPT_JSON },
         { "verbose",      no_argument,       NULL, 'v' },
         { "self-test",    no_argument,       NULL, VB_OPT_SELF_TEST },
@@ -2578,6 +3519,8 @@ vb_options(int argc, char **argv)
     vb_conf.threads = 1;
     vb_conf.churn_frames = 5;
     vb_conf.rss_every = 10 * VB_NSEC;
+    vb_conf.in_enc = VB_ENC_PCM;
+    vb_conf.in_rate = 16000;
 
     while ((c = getopt_long(argc, argv, "n:s:i:d:D:r:t:vh", options, NULL))
            != -1)
@@ -2600,6 +3543,7 @@ vb_options(int argc, char **argv)
             }
 
             vb_conf.frame_size = (size_t) v;
+            vb_conf.frame_size_set = 1;
             break;
 
         case 'i':
@@ -2674,6 +3618,48 @@ vb_options(int argc, char **argv)
             vb_conf.rss_every = (int64_t) (v * VB_NSEC);
             break;
 
+        case VB_OPT_INPUT:
+            if (vb_format(optarg, &vb_conf.in_enc, &vb_conf.in_rate)
+                != VB_OK)
+            {
+                return VB_ERROR;
+            }
+            break;
+
+        case VB_OPT_OUTPUT:
+            if (vb_format(optarg, &vb_conf.out_enc, &vb_conf.out_rate)
+                != VB_OK)
+            {
+                return VB_ERROR;
+            }
+            break;
+
+        case VB_OPT_START:
+            vb_conf.start = optarg;
+            break;
+
+        case VB_OPT_DIALECT:
+            for (i = 0; i < 3; i++) {
+                if (strcmp(optarg, vb_dialect_names[i]) == 0
+                    || (i == 0 && strcmp(optarg, "voice") == 0))
+                {
+                    break;
+                }
+            }
+
+            if (i == 3) {
+                fprintf(stderr, "voice-bench: unknown dialect \"%s\"\n",
+                        optarg);
+                return VB_ERROR;
+            }
+
+            vb_conf.dialect = i;
+            break;
+
+        case VB_OPT_COUNT:
+            vb_conf.count = 1;
+            break;
+
         case VB_OPT_JSON:
             vb_conf.json = 1;
             break;
@@ -2701,6 +3687,10 @@ vb_options(int argc, char **argv)
     }
 
     vb_conf.url = argv[optind];
+
+    if (vb_audio_setup() != VB_OK) {
+        return VB_ERROR;
+    }
 
     if (vb_conf.churn && vb_conf.sessions > vb_conf.churn) {
         vb_conf.sessions = vb_conf.churn;
@@ -2770,6 +3760,12 @@ typedef struct {
     unsigned       peak_full:1;
     vb_sample_t   *samples;
     size_t         nsamples;
+
+    /* the workers' CPU while every session streamed */
+    int64_t        full_t0;
+    int64_t        full_t1;
+    double         full_cpu0;
+    double         full_cpu1;
 } vb_result_t;
 
 
@@ -2828,10 +3824,30 @@ vb_report_json(vb_result_t *r, int ok)
            st->buffer_full, st->info_other, st->shutdown, st->frames_late,
            st->send_blocked);
 
+    printf("\"dialect\":\"%s\",\"input\":\"%s\",\"output\":\"%s\","
+           "\"counted\":%s,\"input_frame_bytes\":%zu,"
+           "\"output_frame_bytes\":%zu,",
+           vb_dialect_names[vb_conf.dialect],
+           vb_format_name(vb_conf.in_enc, vb_conf.in_rate),
+           vb_format_name(vb_conf.out_enc, vb_conf.out_rate),
+           vb_conf.count ? "true" : "false",
+           vb_conf.count ? vb_conf.audio_len : vb_conf.frame_size,
+           vb_conf.count ? vb_conf.out_size : vb_conf.frame_size);
+
+    printf("\"output_expected\":%" PRIu64 ",\"output_extra\":%" PRIu64 ","
+           "\"underruns\":%" PRIu64 ",\"marks\":%" PRIu64 ","
+           "\"marks_answered\":%" PRIu64 ",\"clears\":%" PRIu64 ",",
+           st->out_expected, st->out_extra, st->underruns, st->marks,
+           st->marks_answered, st->clears);
+
     vb_json_hist("rtt_added_ms", &st->rtt);
     vb_json_hist("rtt_arrival_ms", &st->arrival);
     vb_json_hist("setup_ms", &st->setup);
     vb_json_hist("lag_ms", &st->lag);
+    vb_json_hist("interval_ms", &st->interval);
+    vb_json_hist("interval_read_ms", &st->interval_read);
+    vb_json_hist("lead_ms", &st->lead);
+    vb_json_hist("buffered_ms", &st->buffered);
 
     printf("\"elapsed_s\":%.3f,\"gen_cpu_s\":%.3f,\"gen_cpu_pct\":%.1f,",
            r->elapsed, r->cpu, r->elapsed > 0 ? 100 * r->cpu / r->elapsed : 0);
@@ -2850,6 +3866,16 @@ vb_report_json(vb_result_t *r, int ok)
         printf("\"server_cpu_s\":%.3f,\"server_cpu_pct\":%.1f,",
                r->server_cpu,
                r->elapsed > 0 ? 100 * r->server_cpu / r->elapsed : 0);
+
+        if (r->full_t1 - r->full_t0 >= VB_NSEC) {
+            per = 100 * (r->full_cpu1 - r->full_cpu0)
+                  / ((double) (r->full_t1 - r->full_t0) / VB_NSEC);
+            printf("\"server_cpu_streaming_pct\":%.2f,"
+                   "\"server_cpu_streaming_s\":%.1f,"
+                   "\"server_cpu_per_session_pct\":%.4f,", per,
+                   (double) (r->full_t1 - r->full_t0) / VB_NSEC,
+                   per / (double) vb_conf.sessions);
+        }
     }
 
     printf("\"rss_kib\":{");
@@ -2879,13 +3905,16 @@ vb_report_json(vb_result_t *r, int ok)
                "\"rss_anon_per_session_kib\":null,");
     }
 
-    /* [seconds, VmRSS KiB, sessions streaming, anonymous KiB] */
+    /*
+     * [seconds, VmRSS KiB, sessions streaming, anonymous KiB, the
+     * workers' CPU seconds so far]
+     */
     printf("\"rss_samples\":[");
 
     for (i = 0; i < r->nsamples; i++) {
-        printf("%s[%.1f,%ld,%" PRIu64 ",%ld]", i ? "," : "",
+        printf("%s[%.1f,%ld,%" PRIu64 ",%ld,%.2f]", i ? "," : "",
                r->samples[i].t, r->samples[i].rss, r->samples[i].streaming,
-               r->samples[i].anon);
+               r->samples[i].anon, r->samples[i].cpu);
     }
 
     printf("],\"ok\":%s}\n", ok ? "true" : "false");
@@ -2941,6 +3970,30 @@ vb_report_text(vb_result_t *r, int ok)
            vb_hist_ms(&st->arrival, 0.50), vb_hist_ms(&st->arrival, 0.95),
            vb_hist_ms(&st->arrival, 0.99),
            st->arrival.n ? (double) st->arrival.max / VB_MSEC : 0);
+    if (vb_conf.count) {
+        printf("  output          %s %s -> %s, %" PRIu64 " frames of %" PRIu64
+               " expected (%" PRIu64 " over the slack), %" PRIu64
+               " underruns, marks %" PRIu64 " (%" PRIu64 " answered), "
+               "clears %" PRIu64 "\n",
+               vb_dialect_names[vb_conf.dialect],
+               vb_format_name(vb_conf.in_enc, vb_conf.in_rate),
+               vb_format_name(vb_conf.out_enc, vb_conf.out_rate),
+               st->frames_received, st->out_expected, st->out_extra,
+               st->underruns, st->marks, st->marks_answered, st->clears);
+        printf("  interval ms     p50 %.2f  p99 %.2f  max %.2f  min %.2f "
+               "(between output frames, at arrival; read: p99 %.2f)\n",
+               vb_hist_ms(&st->interval, 0.50),
+               vb_hist_ms(&st->interval, 0.99),
+               st->interval.n ? (double) st->interval.max / VB_MSEC : 0,
+               st->interval.n ? (double) st->interval.min / VB_MSEC : 0,
+               vb_hist_ms(&st->interval_read, 0.99));
+        printf("  lead ms         p50 %.2f  p99 %.2f  max %.2f  min %.2f "
+               "(audio received minus time since the first frame)\n",
+               vb_hist_ms(&st->lead, 0.50), vb_hist_ms(&st->lead, 0.99),
+               st->lead.n ? (double) st->lead.max / VB_MSEC : 0,
+               st->lead.n ? (double) st->lead.min / VB_MSEC : 0);
+    }
+
     printf("  setup ms        p50 %.2f  p99 %.2f  max %.2f "
            "(connect to state streaming)\n",
            vb_hist_ms(&st->setup, 0.50), vb_hist_ms(&st->setup, 0.99),
@@ -2964,8 +4017,16 @@ vb_report_text(vb_result_t *r, int ok)
             printf(" (CHANGED during the run)\n");
 
         } else {
-            printf("; CPU %.2f s (%.1f%% of a core)\n", r->server_cpu,
+            printf("; CPU %.2f s (%.1f%% of a core)", r->server_cpu,
                    r->elapsed > 0 ? 100 * r->server_cpu / r->elapsed : 0);
+
+            if (r->full_t1 - r->full_t0 >= VB_NSEC) {
+                printf(", %.1f%% while all streamed",
+                       100 * (r->full_cpu1 - r->full_cpu0)
+                       / ((double) (r->full_t1 - r->full_t0) / VB_NSEC));
+            }
+
+            printf("\n");
         }
 
         printf("  server RSS KiB  before %ld, peak %ld%s, after %ld",
@@ -3037,6 +4098,7 @@ vb_sample_add(vb_result_t *r, int64_t now, long rss, long anon)
     p->rss = rss;
     p->anon = anon;
     p->streaming = atomic_load(&vb_streaming);
+    p->cpu = vb_workers_cpu();
 
     if (vb_conf.verbose) {
         fprintf(stderr, "voice-bench: t=%.1fs rss %ld KiB (anonymous %ld), "
@@ -3090,6 +4152,17 @@ vb_sample_loop(vb_result_t *r)
         full = !vb_conf.churn
                && atomic_load(&vb_streaming) == vb_conf.sessions;
         rss = -1;
+
+        /* the steady state: from all streaming to the first one ending */
+
+        if (full && r->full_t0 == 0) {
+            r->full_t0 = now;
+            r->full_cpu0 = vb_workers_cpu();
+
+        } else if (!full && r->full_t0 && r->full_t1 == 0) {
+            r->full_t1 = now;
+            r->full_cpu1 = vb_workers_cpu();
+        }
 
         if ((full && !seen_full) || now >= next_peak
             || (vb_conf.rss_every && now >= next_line)
@@ -3148,6 +4221,11 @@ vb_sample_loop(vb_result_t *r)
         r->rss_peak = any_peak;
         r->anon_peak = any_anon;
     }
+
+    if (r->full_t0 && r->full_t1 == 0) {
+        r->full_t1 = vb_now();
+        r->full_cpu1 = vb_workers_cpu();
+    }
 }
 
 
@@ -3162,6 +4240,7 @@ vb_ok(vb_result_t *r)
            && st->frames_lost == 0
            && st->frames_reordered == 0
            && st->frames_corrupt == 0
+           && st->out_extra == 0
            && st->protocol_errors == 0
            && !vb_workers.changed
            && st->sessions_ok > 0;
@@ -3312,10 +4391,21 @@ main(int argc, char **argv)
         r.stats.shutdown += t->stats.shutdown;
         r.stats.send_blocked += t->stats.send_blocked;
 
+        r.stats.out_expected += t->stats.out_expected;
+        r.stats.out_extra += t->stats.out_extra;
+        r.stats.underruns += t->stats.underruns;
+        r.stats.marks += t->stats.marks;
+        r.stats.marks_answered += t->stats.marks_answered;
+        r.stats.clears += t->stats.clears;
+
         vb_hist_merge(&r.stats.rtt, &t->stats.rtt);
         vb_hist_merge(&r.stats.arrival, &t->stats.arrival);
         vb_hist_merge(&r.stats.lag, &t->stats.lag);
         vb_hist_merge(&r.stats.setup, &t->stats.setup);
+        vb_hist_merge(&r.stats.interval, &t->stats.interval);
+        vb_hist_merge(&r.stats.interval_read, &t->stats.interval_read);
+        vb_hist_merge(&r.stats.lead, &t->stats.lead);
+        vb_hist_merge(&r.stats.buffered, &t->stats.buffered);
     }
 
     if (atomic_load(&vb_failures) > VB_FAILURES_SHOWN && !vb_conf.verbose) {
