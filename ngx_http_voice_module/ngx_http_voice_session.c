@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "ngx_http_voice_session.h"
+#include "ngx_http_voice_media.h"
 
 
 /* room for control frames beyond the audio bound of the outbound queue */
@@ -25,25 +26,9 @@
 #define NGX_HTTP_VOICE_EPISODE          1000
 
 
-/* what came with an event: audio bytes or a decoded text message */
-typedef struct {
-    u_char                     *data;
-    size_t                      len;
-    ngx_http_voice_message_t   *msg;
-} ngx_http_voice_input_t;
-
-
-/* a record of the echo delay line, followed by its payload */
-typedef struct {
-    ngx_msec_t                  due;
-    size_t                      len;
-} ngx_http_voice_echo_t;
-
-
 static void ngx_http_voice_session_read_event(ngx_event_t *rev);
 static void ngx_http_voice_session_read(ngx_http_request_t *r);
 static void ngx_http_voice_session_write(ngx_http_request_t *r);
-static void ngx_http_voice_session_echo(ngx_event_t *ev);
 static void ngx_http_voice_session_cleanup(void *data);
 
 static ngx_int_t ngx_http_voice_session_process(ngx_http_voice_session_t *s,
@@ -54,49 +39,13 @@ static ngx_int_t ngx_http_voice_session_message(ngx_http_voice_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len);
 static ngx_int_t ngx_http_voice_session_peer_close(
     ngx_http_voice_session_t *s, ngx_http_voice_ws_chunk_t *ch);
-static ngx_int_t ngx_http_voice_session_event(ngx_http_voice_session_t *s,
-    ngx_http_voice_event_e event, ngx_http_voice_input_t *in);
 static ngx_int_t ngx_http_voice_session_act(ngx_http_voice_session_t *s,
     ngx_http_voice_action_e action, ngx_http_voice_event_e event,
     ngx_http_voice_input_t *in);
 static ngx_int_t ngx_http_voice_session_started(ngx_http_voice_session_t *s,
     ngx_http_voice_message_t *msg);
-static ngx_int_t ngx_http_voice_session_echo_push(
-    ngx_http_voice_session_t *s, u_char *data, size_t len);
-static ngx_int_t ngx_http_voice_session_audio_init(
-    ngx_http_voice_session_t *s);
-static ngx_int_t ngx_http_voice_session_audio(ngx_http_voice_session_t *s,
-    u_char *data, size_t len);
-static ngx_int_t ngx_http_voice_session_listen(ngx_http_voice_session_t *s,
-    int16_t *pcm, size_t n);
-static ngx_int_t ngx_http_voice_session_speech(ngx_http_voice_session_t *s,
-    ngx_http_voice_event_e event);
-static void ngx_http_voice_session_end_turn(ngx_http_voice_session_t *s);
-static ngx_int_t ngx_http_voice_session_play(ngx_http_voice_session_t *s,
-    int16_t *pcm, size_t n);
-static void ngx_http_voice_session_playout(ngx_event_t *ev);
-static ngx_int_t ngx_http_voice_session_pace(ngx_http_voice_session_t *s);
-static ngx_int_t ngx_http_voice_session_frame(ngx_http_voice_session_t *s,
-    int16_t *pcm);
-static ngx_int_t ngx_http_voice_session_mark(ngx_http_voice_session_t *s,
-    ngx_http_voice_message_t *msg);
-static ngx_int_t ngx_http_voice_session_drop(ngx_http_voice_session_t *s);
-static ngx_int_t ngx_http_voice_session_end(ngx_http_voice_session_t *s);
-static ngx_msec_t ngx_http_voice_session_clock(void);
 
-static ngx_int_t ngx_http_voice_session_error(ngx_http_voice_session_t *s,
-    const char *code, const char *message, ngx_uint_t recoverable);
-static ngx_int_t ngx_http_voice_session_info(ngx_http_voice_session_t *s,
-    const char *code, const char *message);
-static ngx_int_t ngx_http_voice_session_text(ngx_http_voice_session_t *s,
-    u_char *buf, size_t n);
-static ngx_int_t ngx_http_voice_session_close(ngx_http_voice_session_t *s,
-    ngx_uint_t code, const char *reason);
-static ngx_int_t ngx_http_voice_session_queue(ngx_http_voice_session_t *s,
-    ngx_uint_t opcode, u_char *data, size_t len, ngx_http_voice_ring_t *src,
-    ngx_uint_t audio);
 static ngx_int_t ngx_http_voice_session_flush(ngx_http_voice_session_t *s);
-static ngx_int_t ngx_http_voice_session_send(ngx_http_voice_session_t *s);
 static void ngx_http_voice_session_finalize(ngx_http_voice_session_t *s,
     ngx_int_t rc);
 
@@ -107,18 +56,8 @@ static void ngx_http_voice_session_finalize(ngx_http_voice_session_t *s,
  */
 static u_char  ngx_http_voice_buffer[65536];
 
-/*
- * Audio is converted piece by piece through per-worker scratch buffers:
- * client bytes go in slices, so no frame size needs a bigger one.
- */
-#define NGX_HTTP_VOICE_SLICE     1024        /* client bytes, PCM/mu-law */
-#define NGX_HTTP_VOICE_SAMPLES   4096
-
-static int16_t  ngx_http_voice_pcm[NGX_HTTP_VOICE_SAMPLES];
-static int16_t  ngx_http_voice_pcm16k[NGX_HTTP_VOICE_SAMPLES];
-static u_char   ngx_http_voice_media[8192];  /* audio carried in text */
-static int16_t  ngx_http_voice_pcm_out[NGX_HTTP_VOICE_SAMPLES];
-static u_char   ngx_http_voice_out[8192];    /* one encoded frame */
+/* audio a gateway carries in text (Twilio media), decoded */
+static u_char  ngx_http_voice_payload[8192];
 
 
 ngx_int_t
@@ -157,19 +96,8 @@ ngx_http_voice_session_create(ngx_http_request_t *r)
                                       + s->conf->max_message_size
                                       + NGX_HTTP_VOICE_WS_MAX_HEADER
                                       + NGX_HTTP_VOICE_CONTROL_RESERVE);
-    ngx_http_voice_ring_init(&s->echo, s->conf->echo_buffer
-                                       + s->conf->max_message_size
-                                       + sizeof(ngx_http_voice_echo_t));
 
-    s->echo_timer.handler = ngx_http_voice_session_echo;
-    s->echo_timer.data = s;
-    s->echo_timer.log = r->connection->log;
-    s->echo_timer.cancelable = 1;
-
-    s->playout_timer.handler = ngx_http_voice_session_playout;
-    s->playout_timer.data = s;
-    s->playout_timer.log = r->connection->log;
-    s->playout_timer.cancelable = 1;
+    ngx_http_voice_media_create(s);
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
@@ -531,8 +459,8 @@ ngx_http_voice_session_message(ngx_http_voice_session_t *s,
 
     } else {
         ngx_http_voice_protocol_decode(s->conf->dialect, data, len, &msg,
-                                       ngx_http_voice_media,
-                                       sizeof(ngx_http_voice_media));
+                                       ngx_http_voice_payload,
+                                       sizeof(ngx_http_voice_payload));
     }
 
     in.msg = &msg;
@@ -583,7 +511,7 @@ ngx_http_voice_session_peer_close(ngx_http_voice_session_t *s,
 
 /* runs the state machine; NGX_OK, or NGX_ERROR once the session is over */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_voice_session_event(ngx_http_voice_session_t *s,
     ngx_http_voice_event_e event, ngx_http_voice_input_t *in)
 {
@@ -652,13 +580,13 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
             return NGX_OK;
         }
 
-        return ngx_http_voice_session_audio(s, in->data, in->len);
+        return ngx_http_voice_media_audio(s, in->data, in->len);
 
     case NGX_HTTP_VOICE_ACT_SPEECH:
-        return ngx_http_voice_session_speech(s, event);
+        return ngx_http_voice_media_speech(s, event);
 
     case NGX_HTTP_VOICE_ACT_END_TURN:
-        ngx_http_voice_session_end_turn(s);
+        ngx_http_voice_media_end_turn(s);
         return NGX_OK;
 
     case NGX_HTTP_VOICE_ACT_FAIL_DURATION:
@@ -669,10 +597,10 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
                    "the utterance is longer than the server accepts", 1);
 
     case NGX_HTTP_VOICE_ACT_CANCEL:
-        return ngx_http_voice_session_drop(s);
+        return ngx_http_voice_media_drop(s);
 
     case NGX_HTTP_VOICE_ACT_MARK:
-        return ngx_http_voice_session_mark(s, in->msg);
+        return ngx_http_voice_media_mark(s, in->msg);
 
     case NGX_HTTP_VOICE_ACT_DTMF:
         ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
@@ -769,7 +697,7 @@ ngx_http_voice_session_started(ngx_http_voice_session_t *s,
         ngx_memcpy(s->id_data, msg->session_id, msg->session_id_len);
     }
 
-    if (ngx_http_voice_session_audio_init(s) != NGX_OK) {
+    if (ngx_http_voice_media_init(s) != NGX_OK) {
         s->fail = 1;
         (void) ngx_http_voice_session_error(s, "INTERNAL",
                                             "audio could not be set up", 0);
@@ -792,655 +720,24 @@ ngx_http_voice_session_started(ngx_http_voice_session_t *s,
 }
 
 
-/* NGX_OK, NGX_DECLINED when the line is full, NGX_ERROR when over */
+/* session.end: once all that was due has played out, say so and close */
 
-static ngx_int_t
-ngx_http_voice_session_echo_push(ngx_http_voice_session_t *s, u_char *data,
-    size_t len)
-{
-    ngx_http_voice_echo_t  rec;
-
-    if (s->echo.used && s->echo.used + sizeof(rec) + len > s->conf->echo_buffer)
-    {
-        s->dropped++;
-
-        if (!s->overflow) {
-            s->overflow = 1;
-
-            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                          "voice: echo buffer full, dropping audio");
-
-            if (ngx_http_voice_session_info(s, "BUFFER_FULL",
-                                            "echo buffer full, audio dropped")
-                != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
-
-        return NGX_DECLINED;
-    }
-
-    if (ngx_http_voice_ring_reserve(&s->echo, sizeof(rec) + len) != NGX_OK) {
-        s->fail = 1;
-        (void) ngx_http_voice_session_close(s, NGX_HTTP_VOICE_WS_INTERNAL,
-                                            "out of memory");
-        return NGX_ERROR;
-    }
-
-    rec.due = ngx_http_voice_session_clock() + s->conf->echo_delay;
-    rec.len = len;
-
-    (void) ngx_http_voice_ring_write(&s->echo, &rec, sizeof(rec));
-    (void) ngx_http_voice_ring_write(&s->echo, data, len);
-
-    /* timer keys count from the cached time, rec.due from now */
-
-    if (!s->echo_timer.timer_set) {
-        ngx_add_timer(&s->echo_timer, rec.due - ngx_current_msec);
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_voice_session_echo(ngx_event_t *ev)
-{
-    size_t                     n;
-    ngx_msec_int_t             left;
-    ngx_connection_t          *c;
-    ngx_http_voice_echo_t      rec;
-    ngx_http_voice_session_t  *s;
-
-    s = ev->data;
-    c = s->connection;
-
-    while (s->echo.used) {
-        ngx_http_voice_ring_peek(&s->echo, 0, &rec, sizeof(rec));
-
-        left = (ngx_msec_int_t) (rec.due - ngx_current_msec);
-
-        if (left > 0) {
-            ngx_add_timer(ev, (ngx_msec_t) left);
-            break;
-        }
-
-        ngx_http_voice_ring_consume(&s->echo, sizeof(rec));
-
-        if (s->raw_echo) {
-            if (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_BINARY,
-                                             NULL, rec.len, &s->echo, 1)
-                == NGX_ERROR)
-            {
-                goto done;
-            }
-
-            continue;
-        }
-
-        /* converted: PCM16 16 kHz on its way to the playout queue */
-
-        while (rec.len) {
-            n = ngx_min(rec.len, sizeof(ngx_http_voice_pcm16k));
-
-            ngx_http_voice_ring_peek(&s->echo, 0, ngx_http_voice_pcm16k, n);
-            ngx_http_voice_ring_consume(&s->echo, n);
-            rec.len -= n;
-
-            if (ngx_http_voice_session_play(s, ngx_http_voice_pcm16k, n / 2)
-                == NGX_ERROR)
-            {
-                goto done;
-            }
-        }
-    }
-
-    if (s->echo.used == 0) {
-        s->overflow = 0;
-    }
-
-    if (ngx_http_voice_session_end(s) == NGX_OK) {
-        (void) ngx_http_voice_session_send(s);
-    }
-
-done:
-
-    ngx_http_run_posted_requests(c);
-}
-
-
-/*
- * Sets up what the formats need: decoding when audio is listened to or
- * converted, encoding and paced playout when it is converted.  Frames in
- * the client's own format when it is the same both ways go back as they
- * came.
- */
-
-static ngx_int_t
-ngx_http_voice_session_audio_init(ngx_http_voice_session_t *s)
-{
-    ngx_http_voice_loc_conf_t  *conf;
-
-    conf = s->conf;
-    s->turn = 1;
-
-    s->raw_echo = (conf->dialect == NGX_HTTP_VOICE_DIALECT_VOICE
-                   && s->input.encoding == s->output.encoding
-                   && s->input.sample_rate == s->output.sample_rate);
-
-    if (conf->vad_events) {
-        s->vad = ngx_palloc(s->request->pool, sizeof(ngx_http_voice_vad_t));
-        if (s->vad == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_voice_vad_init(s->vad, conf->vad_silence,
-                                    conf->vad_min_speech)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if ((!s->raw_echo || s->vad)
-        && (ngx_http_voice_codec_init(&s->decoder, &s->input, 0) != NGX_OK
-            || ngx_http_voice_resampler_init(&s->in_rate, s->decoder.rate,
-                                             NGX_HTTP_VOICE_RATE,
-                                             conf->resample_quality)
-               != NGX_OK))
-    {
-        return NGX_ERROR;
-    }
-
-    if (s->raw_echo) {
-        return NGX_OK;
-    }
-
-    if (ngx_http_voice_codec_init(&s->encoder, &s->output, 1) != NGX_OK
-        || ngx_http_voice_resampler_init(&s->out_rate, NGX_HTTP_VOICE_RATE,
-                                         s->encoder.rate,
-                                         conf->resample_quality)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    s->frame = s->encoder.rate / 50;
-
-    ngx_http_voice_ring_init(&s->playout,
-                             conf->playout_buffer * s->encoder.rate / 1000
-                             * sizeof(int16_t));
-
-    ngx_http_voice_playout_init(&s->pacer, s->encoder.rate, 20,
-                                conf->playout_lead);
-
-    return NGX_OK;
-}
-
-
-/* one client audio frame: decoded, resampled, then on down the pipeline */
-
-static ngx_int_t
-ngx_http_voice_session_audio(ngx_http_voice_session_t *s, u_char *data,
-    size_t len)
-{
-    size_t   slice;
-    ssize_t  n, m;
-
-    if (s->raw_echo) {
-        if (ngx_http_voice_session_echo_push(s, data, len) == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        if (s->vad == NULL) {
-            return NGX_OK;
-        }
-    }
-
-    if (s->vad && ngx_http_voice_vad_talking(s->vad)) {
-        s->utterance_size += len;
-    }
-
-    do {
-        slice = (s->decoder.encoding == NGX_HTTP_VOICE_OPUS)
-                ? len : ngx_min(len, NGX_HTTP_VOICE_SLICE);
-
-        n = ngx_http_voice_codec_decode(&s->decoder, data, slice,
-                                        ngx_http_voice_pcm,
-                                        NGX_HTTP_VOICE_SAMPLES);
-        if (n == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_INFO, s->connection->log, 0,
-                          "voice: client sent audio that does not decode "
-                          "as %s", ngx_http_voice_encoding_name(
-                                       s->decoder.encoding));
-
-            return ngx_http_voice_session_error(s, "PROTOCOL_VIOLATION",
-                       "an audio frame could not be decoded", 1);
-        }
-
-        data += slice;
-        len -= slice;
-
-        m = ngx_http_voice_resampler_run(&s->in_rate, ngx_http_voice_pcm, n,
-                                         ngx_http_voice_pcm16k,
-                                         NGX_HTTP_VOICE_SAMPLES);
-        if (m == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_ALERT, s->connection->log, 0,
-                          "voice: resampling failed");
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_voice_session_listen(s, ngx_http_voice_pcm16k, m)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-    } while (len && !s->close_queued);
-
-    return NGX_OK;
-}
-
-
-/* pipeline audio: the VAD hears it, the echo line takes it */
-
-static ngx_int_t
-ngx_http_voice_session_listen(ngx_http_voice_session_t *s, int16_t *pcm,
-    size_t n)
-{
-    ngx_uint_t                  i, k;
-    ngx_http_voice_event_e      event;
-    ngx_http_voice_vad_event_t  ev[4];
-
-    if (s->vad) {
-        k = ngx_http_voice_vad_feed(s->vad, pcm, n, ev, 4);
-
-        for (i = 0; i < ngx_min(k, 4); i++) {
-            s->speech_pos = ev[i].speech;
-            event = (ev[i].type == NGX_HTTP_VOICE_VAD_SPEECH_STARTED)
-                    ? NGX_HTTP_VOICE_EV_SPEECH_STARTED
-                    : NGX_HTTP_VOICE_EV_SPEECH_ENDED;
-
-            if (ngx_http_voice_session_event(s, event, NULL) != NGX_OK) {
-                return NGX_ERROR;
-            }
-        }
-
-        if (ngx_http_voice_vad_talking(s->vad)) {
-            s->utterance += n;
-
-            if (s->utterance > s->conf->max_utterance * NGX_HTTP_VOICE_RATE
-                               / 1000
-                || s->utterance_size > s->conf->max_utterance_size)
-            {
-                if (ngx_http_voice_session_event(s,
-                                         NGX_HTTP_VOICE_EV_MAX_DURATION, NULL)
-                    != NGX_OK)
-                {
-                    return NGX_ERROR;
-                }
-            }
-        }
-    }
-
-    if (s->raw_echo || s->close_queued || n == 0) {
-        return NGX_OK;
-    }
-
-    return (ngx_http_voice_session_echo_push(s, (u_char *) pcm,
-                                             n * sizeof(int16_t))
-            == NGX_ERROR) ? NGX_ERROR : NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_voice_session_speech(ngx_http_voice_session_t *s,
-    ngx_http_voice_event_e event)
-{
-    u_char  buf[128];
-    size_t  n;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
-                   "voice: %s at %uL ms", ngx_http_voice_event_name(event),
-                   s->speech_pos * 1000 / NGX_HTTP_VOICE_RATE);
-
-    if (!s->conf->vad_events) {
-        return NGX_OK;
-    }
-
-    n = ngx_http_voice_protocol_speech(buf, sizeof(buf),
-                                       event == NGX_HTTP_VOICE_EV_SPEECH_STARTED,
-                                       s->turn, s->speech_pos * 1000
-                                                / NGX_HTTP_VOICE_RATE);
-
-    return ngx_http_voice_session_text(s, buf, n);
-}
-
-
-static void
-ngx_http_voice_session_end_turn(ngx_http_voice_session_t *s)
-{
-    if (s->vad) {
-        ngx_http_voice_vad_reset(s->vad);
-    }
-
-    s->utterance = 0;
-    s->utterance_size = 0;
-    s->turn++;
-}
-
-
-/* audio for the client: to its rate, into the playout queue, paced out */
-
-static ngx_int_t
-ngx_http_voice_session_play(ngx_http_voice_session_t *s, int16_t *pcm,
-    size_t n)
-{
-    size_t   chunk;
-    ssize_t  m;
-
-    while (n) {
-        chunk = ngx_min(n, NGX_HTTP_VOICE_SAMPLES / 4);
-
-        m = ngx_http_voice_resampler_run(&s->out_rate, pcm, chunk,
-                                         ngx_http_voice_pcm_out,
-                                         NGX_HTTP_VOICE_SAMPLES);
-        if (m == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_ALERT, s->connection->log, 0,
-                          "voice: resampling failed");
-            return NGX_ERROR;
-        }
-
-        pcm += chunk;
-        n -= chunk;
-
-        if (ngx_http_voice_ring_write(&s->playout, ngx_http_voice_pcm_out,
-                                      m * sizeof(int16_t))
-            != NGX_OK)
-        {
-            /* more than voice_playout_buffer waits: the newest goes */
-            s->dropped++;
-        }
-    }
-
-    return ngx_http_voice_session_pace(s);
-}
-
-
-static void
-ngx_http_voice_session_playout(ngx_event_t *ev)
-{
-    ngx_connection_t          *c;
-    ngx_http_voice_session_t  *s;
-
-    s = ev->data;
-    c = s->connection;
-
-    if (ngx_http_voice_session_pace(s) == NGX_OK
-        && ngx_http_voice_session_end(s) == NGX_OK)
-    {
-        (void) ngx_http_voice_session_send(s);
-    }
-
-    ngx_http_run_posted_requests(c);
-}
-
-
-/* sends the frames the client may have now, and waits for the next */
-
-static ngx_int_t
-ngx_http_voice_session_pace(ngx_http_voice_session_t *s)
-{
-    size_t      queued, pad;
-    ngx_msec_t  now;
-    ngx_uint_t  i, frames;
-
-    static const int16_t  silence[960];
-
-    if (s->close_queued) {
-        return NGX_OK;
-    }
-
-    now = ngx_http_voice_session_clock();
-    queued = s->playout.used / sizeof(int16_t);
-
-    /* the stream ends: its last part frame is filled with silence */
-
-    if (s->ending && s->echo.used == 0 && queued % s->frame) {
-        pad = s->frame - queued % s->frame;
-
-        if (ngx_http_voice_ring_write(&s->playout, silence,
-                                      pad * sizeof(int16_t))
-            != NGX_OK)
-        {
-            ngx_http_voice_ring_consume(&s->playout,
-                                        (queued % s->frame)
-                                        * sizeof(int16_t));
-        }
-
-        queued = s->playout.used / sizeof(int16_t);
-    }
-
-    frames = ngx_http_voice_playout_ready(&s->pacer, now, queued);
-
-    for (i = 0; i < frames; i++) {
-        ngx_http_voice_ring_peek(&s->playout, 0, ngx_http_voice_pcm_out,
-                                 s->frame * sizeof(int16_t));
-        ngx_http_voice_ring_consume(&s->playout, s->frame * sizeof(int16_t));
-        ngx_http_voice_playout_sent(&s->pacer, now, s->frame);
-
-        if (ngx_http_voice_session_frame(s, ngx_http_voice_pcm_out)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (s->playout.used >= s->frame * sizeof(int16_t)
-        && !s->playout_timer.timer_set)
-    {
-        ngx_add_timer(&s->playout_timer,
-                      ngx_max(ngx_http_voice_playout_wait(&s->pacer, now),
-                              1));
-    }
-
-    return NGX_OK;
-}
-
-
-/* one 20 ms frame in the client's format and dialect */
-
-static ngx_int_t
-ngx_http_voice_session_frame(ngx_http_voice_session_t *s, int16_t *pcm)
-{
-    u_char                 *json;
-    size_t                  len;
-    ssize_t                 n;
-    ngx_http_voice_mark_t  *mark;
-
-    n = ngx_http_voice_codec_encode(&s->encoder, pcm, s->frame,
-                                    ngx_http_voice_out,
-                                    sizeof(ngx_http_voice_out) / 2);
-    if (n == NGX_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, s->connection->log, 0,
-                      "voice: encoding %s failed",
-                      ngx_http_voice_encoding_name(s->encoder.encoding));
-        return NGX_ERROR;
-    }
-
-    if (s->conf->dialect != NGX_HTTP_VOICE_DIALECT_TWILIO) {
-        return (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_BINARY,
-                                             ngx_http_voice_out, n, NULL, 1)
-                == NGX_ERROR) ? NGX_ERROR : NGX_OK;
-    }
-
-    json = ngx_http_voice_out + sizeof(ngx_http_voice_out) / 2;
-
-    len = ngx_http_voice_protocol_twilio_media(json,
-                                               sizeof(ngx_http_voice_out) / 2,
-                                               &s->id, ngx_http_voice_out,
-                                               n);
-
-    if (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_TEXT, json, len,
-                                     NULL, 1)
-        == NGX_ERROR)
-    {
-        return NGX_ERROR;
-    }
-
-    /*
-     * A mark every ten frames: Twilio returns each once the audio before
-     * it has played, which keeps the playout model honest.
-     */
-
-    if (s->pacer.sent % (10 * s->frame) || s->nmarks == NGX_HTTP_VOICE_MARKS)
-    {
-        return NGX_OK;
-    }
-
-    mark = &s->marks[s->nmarks++];
-    mark->id = ++s->marks_sent;
-    mark->position = s->pacer.sent;
-
-    len = ngx_http_voice_protocol_twilio_mark(json,
-                                              sizeof(ngx_http_voice_out) / 2,
-                                              &s->id, mark->id);
-
-    return (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_TEXT, json, len,
-                                         NULL, 0)
-            == NGX_ERROR) ? NGX_ERROR : NGX_OK;
-}
-
-
-/* Twilio played up to a mark: the model follows, older marks go */
-
-static ngx_int_t
-ngx_http_voice_session_mark(ngx_http_voice_session_t *s,
-    ngx_http_voice_message_t *msg)
-{
-    ngx_int_t   id;
-    ngx_uint_t  i;
-
-    id = ngx_atoi(msg->mark, msg->mark_len);
-
-    for (i = 0; i < s->nmarks; i++) {
-        if (s->marks[i].id == (ngx_uint_t) id) {
-            break;
-        }
-    }
-
-    if (id == NGX_ERROR || i == s->nmarks) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
-                       "voice: a mark that is not ours");
-        return NGX_OK;
-    }
-
-    ngx_http_voice_playout_confirm(&s->pacer, ngx_http_voice_session_clock(),
-                                   s->marks[i].position);
-
-    s->nmarks -= i + 1;
-    ngx_memmove(s->marks, &s->marks[i + 1],
-                s->nmarks * sizeof(ngx_http_voice_mark_t));
-
-    /* the model moved: the next frame may be due sooner than planned */
-
-    if (s->playout_timer.timer_set) {
-        ngx_del_timer(&s->playout_timer);
-    }
-
-    return ngx_http_voice_session_pace(s);
-}
-
-
-/*
- * Drops what waits to be played, at once: the echo line, the playout
- * queue, and on phone gateways their own buffer.  What was played stays
- * known for what comes next.
- */
-
-static ngx_int_t
-ngx_http_voice_session_drop(ngx_http_voice_session_t *s)
-{
-    u_char    buf[NGX_HTTP_VOICE_MAX_JSON];
-    size_t    n;
-    uint64_t  played;
-
-    if (s->echo_timer.timer_set) {
-        ngx_del_timer(&s->echo_timer);
-    }
-
-    ngx_http_voice_ring_consume(&s->echo, s->echo.used);
-
-    if (s->raw_echo) {
-        return NGX_OK;
-    }
-
-    if (s->playout_timer.timer_set) {
-        ngx_del_timer(&s->playout_timer);
-    }
-
-    ngx_http_voice_ring_consume(&s->playout, s->playout.used);
-    played = ngx_http_voice_playout_drop(&s->pacer,
-                                         ngx_http_voice_session_clock());
-    s->nmarks = 0;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
-                   "voice: playout dropped, %uL samples played", played);
-
-    if (s->conf->dialect == NGX_HTTP_VOICE_DIALECT_VOICE) {
-        return NGX_OK;
-    }
-
-    n = ngx_http_voice_protocol_clear(s->conf->dialect, buf, sizeof(buf),
-                                      &s->id);
-
-    return (ngx_http_voice_session_queue(s, NGX_HTTP_VOICE_WS_TEXT, buf, n,
-                                         NULL, 0)
-            == NGX_ERROR) ? NGX_ERROR : NGX_OK;
-}
-
-
-/*
- * The time now, on the clock of ngx_current_msec.  The cached value lags
- * by however long this pass of the event loop has run, which would let an
- * echo leave early under load.
- */
-
-static ngx_msec_t
-ngx_http_voice_session_clock(void)
-{
-    struct timespec  ts;
-
-    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-
-    return (ngx_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-
-/* session.end: once every echo due is out, say so and close */
-
-static ngx_int_t
+ngx_int_t
 ngx_http_voice_session_end(ngx_http_voice_session_t *s)
 {
     u_char      buf[64];
     size_t      n;
+    ngx_int_t   rc;
     ngx_uint_t  code;
 
-    if (!s->ending || s->echo.used || s->close_queued) {
+    if (!s->ending || s->close_queued) {
         return NGX_OK;
     }
 
-    /* what is left to play goes first, its last part frame padded */
+    rc = ngx_http_voice_media_flush(s);
 
-    if (s->playout.used && !s->playout_timer.timer_set
-        && ngx_http_voice_session_pace(s) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (s->playout.used) {
-        return NGX_OK;
+    if (rc != NGX_OK) {
+        return (rc == NGX_AGAIN) ? NGX_OK : NGX_ERROR;
     }
 
     n = ngx_http_voice_protocol_state(buf, sizeof(buf), "closed");
@@ -1456,7 +753,7 @@ ngx_http_voice_session_end(ngx_http_voice_session_t *s)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_voice_session_error(ngx_http_voice_session_t *s, const char *code,
     const char *message, ngx_uint_t recoverable)
 {
@@ -1476,7 +773,7 @@ ngx_http_voice_session_error(ngx_http_voice_session_t *s, const char *code,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_voice_session_info(ngx_http_voice_session_t *s, const char *code,
     const char *message)
 {
@@ -1494,7 +791,7 @@ ngx_http_voice_session_info(ngx_http_voice_session_t *s, const char *code,
  * them: there, what matters is logged and the rest goes unsaid.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_voice_session_text(ngx_http_voice_session_t *s, u_char *buf,
     size_t n)
 {
@@ -1510,7 +807,7 @@ ngx_http_voice_session_text(ngx_http_voice_session_t *s, u_char *buf,
 
 /* queues our close frame: nothing is sent after it */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_voice_session_close(ngx_http_voice_session_t *s, ngx_uint_t code,
     const char *reason)
 {
@@ -1538,16 +835,7 @@ ngx_http_voice_session_close(ngx_http_voice_session_t *s, ngx_uint_t code,
 
     /* the echo line and the playout queue have nothing left to say */
 
-    if (s->echo_timer.timer_set) {
-        ngx_del_timer(&s->echo_timer);
-    }
-
-    if (s->playout_timer.timer_set) {
-        ngx_del_timer(&s->playout_timer);
-    }
-
-    ngx_http_voice_ring_free(&s->echo);
-    ngx_http_voice_ring_free(&s->playout);
+    ngx_http_voice_media_stop(s);
 
     return NGX_OK;
 }
@@ -1559,7 +847,7 @@ ngx_http_voice_session_close(ngx_http_voice_session_t *s, ngx_uint_t code,
  * NGX_OK, NGX_DECLINED (dropped), or NGX_ERROR once the session is over.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_voice_session_queue(ngx_http_voice_session_t *s, ngx_uint_t opcode,
     u_char *data, size_t len, ngx_http_voice_ring_t *src, ngx_uint_t audio)
 {
@@ -1701,7 +989,7 @@ ngx_http_voice_session_flush(ngx_http_voice_session_t *s)
 
 /* flushes and sets the timers; NGX_OK, or NGX_ERROR once it is over */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_voice_session_send(ngx_http_voice_session_t *s)
 {
     ngx_int_t          rc;
@@ -1801,21 +1089,8 @@ ngx_http_voice_session_cleanup(void *data)
 {
     ngx_http_voice_session_t  *s = data;
 
-    if (s->echo_timer.timer_set) {
-        ngx_del_timer(&s->echo_timer);
-    }
-
-    if (s->playout_timer.timer_set) {
-        ngx_del_timer(&s->playout_timer);
-    }
+    ngx_http_voice_media_cleanup(s);
 
     ngx_http_voice_ring_free(&s->message);
     ngx_http_voice_ring_free(&s->out);
-    ngx_http_voice_ring_free(&s->echo);
-    ngx_http_voice_ring_free(&s->playout);
-
-    ngx_http_voice_codec_free(&s->decoder);
-    ngx_http_voice_codec_free(&s->encoder);
-    ngx_http_voice_resampler_free(&s->in_rate);
-    ngx_http_voice_resampler_free(&s->out_rate);
 }

@@ -91,8 +91,37 @@ typedef struct {
 } ngx_http_voice_session_t;
 
 
+/* what came with an event: audio bytes or a decoded text message */
+typedef struct {
+    u_char                      *data;
+    size_t                       len;
+    ngx_http_voice_message_t    *msg;
+} ngx_http_voice_input_t;
+
+
 ngx_int_t ngx_http_voice_session_create(ngx_http_request_t *r);
 void ngx_http_voice_session_run(ngx_http_request_t *r);
+
+/*
+ * For the parts of a session in other files.  Each returns NGX_OK, or
+ * NGX_ERROR once the session is over (queue: NGX_DECLINED when audio was
+ * dropped).
+ */
+ngx_int_t ngx_http_voice_session_event(ngx_http_voice_session_t *s,
+    ngx_http_voice_event_e event, ngx_http_voice_input_t *in);
+ngx_int_t ngx_http_voice_session_error(ngx_http_voice_session_t *s,
+    const char *code, const char *message, ngx_uint_t recoverable);
+ngx_int_t ngx_http_voice_session_info(ngx_http_voice_session_t *s,
+    const char *code, const char *message);
+ngx_int_t ngx_http_voice_session_text(ngx_http_voice_session_t *s,
+    u_char *buf, size_t n);
+ngx_int_t ngx_http_voice_session_queue(ngx_http_voice_session_t *s,
+    ngx_uint_t opcode, u_char *data, size_t len, ngx_http_voice_ring_t *src,
+    ngx_uint_t audio);
+ngx_int_t ngx_http_voice_session_close(ngx_http_voice_session_t *s,
+    ngx_uint_t code, const char *reason);
+ngx_int_t ngx_http_voice_session_send(ngx_http_voice_session_t *s);
+ngx_int_t ngx_http_voice_session_end(ngx_http_voice_session_t *s);
 
 
 #endif /* _NGX_HTTP_VOICE_SESSION_H_INCLUDED_ */
