@@ -334,9 +334,11 @@ ngx_http_voice_media_playout(ngx_event_t *ev)
     s = ev->data;
     c = s->connection;
 
-    if (ngx_http_voice_media_pace(s) == NGX_OK
-        && ngx_http_voice_session_end(s) == NGX_OK)
-    {
+    if (ngx_http_voice_media_pace(s) == NGX_OK) {
+        (void) ngx_http_voice_session_end(s);
+    }
+
+    if (!s->done) {
         (void) ngx_http_voice_session_send(s);
     }
 
@@ -660,11 +662,15 @@ ngx_http_voice_media_echo(ngx_event_t *ev)
         s->overflow = 0;
     }
 
-    if (ngx_http_voice_session_end(s) == NGX_OK) {
-        (void) ngx_http_voice_session_send(s);
-    }
+    (void) ngx_http_voice_session_end(s);
 
 done:
+
+    /* what is due goes out, a failed session's close frame included */
+
+    if (!s->done) {
+        (void) ngx_http_voice_session_send(s);
+    }
 
     ngx_http_run_posted_requests(c);
 }

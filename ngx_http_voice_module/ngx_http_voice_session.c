@@ -30,6 +30,7 @@ static void ngx_http_voice_session_read_event(ngx_event_t *rev);
 static void ngx_http_voice_session_read(ngx_http_request_t *r);
 static void ngx_http_voice_session_write(ngx_http_request_t *r);
 static void ngx_http_voice_session_cleanup(void *data);
+static void ngx_http_voice_session_finalizer(ngx_event_t *ev);
 
 static ngx_int_t ngx_http_voice_session_process(ngx_http_voice_session_t *s,
     u_char *p, u_char *last);
@@ -98,6 +99,10 @@ ngx_http_voice_session_create(ngx_http_request_t *r)
                                       + NGX_HTTP_VOICE_CONTROL_RESERVE);
 
     ngx_http_voice_media_create(s);
+
+    s->close_event.handler = ngx_http_voice_session_finalizer;
+    s->close_event.data = s;
+    s->close_event.log = r->connection->log;
 
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
@@ -253,7 +258,7 @@ ngx_http_voice_session_read(ngx_http_request_t *r)
         b->pos = b->last;
 
         if (ngx_http_voice_session_process(s, p, b->last) != NGX_OK) {
-            return;
+            goto closing;
         }
     }
 
@@ -279,7 +284,7 @@ ngx_http_voice_session_read(ngx_http_request_t *r)
                                            ngx_http_voice_buffer + n)
             != NGX_OK)
         {
-            return;
+            goto closing;
         }
     }
 
@@ -296,6 +301,16 @@ ngx_http_voice_session_read(ngx_http_request_t *r)
 
     if (!s->close_queued) {
         ngx_add_timer(rev, s->conf->idle_timeout);
+    }
+
+    return;
+
+closing:
+
+    /* a failed session may still have its close frame to send */
+
+    if (!s->done) {
+        (void) ngx_http_voice_session_send(s);
     }
 }
 
@@ -1078,9 +1093,32 @@ ngx_http_voice_session_finalize(ngx_http_voice_session_t *s, ngx_int_t rc)
     c->idle = 0;
     c->read->handler = s->request_handler;
 
-    ngx_http_voice_session_cleanup(s);
+    ngx_http_voice_media_cleanup(s);
+    ngx_http_voice_ring_free(&s->message);
+    ngx_http_voice_ring_free(&s->out);
 
-    ngx_http_finalize_request(s->request, rc);
+    /*
+     * Finalizing may free the request's pool, and the session with it:
+     * it is done from a posted event, so that whatever called us can still
+     * look at s->done on the way out.
+     */
+
+    s->rc = rc;
+    ngx_post_event(&s->close_event, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_voice_session_finalizer(ngx_event_t *ev)
+{
+    ngx_connection_t          *c;
+    ngx_http_voice_session_t  *s;
+
+    s = ev->data;
+    c = s->connection;
+
+    ngx_http_finalize_request(s->request, s->rc);
+    ngx_http_run_posted_requests(c);
 }
 
 
@@ -1088,6 +1126,12 @@ static void
 ngx_http_voice_session_cleanup(void *data)
 {
     ngx_http_voice_session_t  *s = data;
+
+    /* nginx may end the request first, at shutdown or on an error */
+
+    if (s->close_event.posted) {
+        ngx_delete_posted_event(&s->close_event);
+    }
 
     ngx_http_voice_media_cleanup(s);
 

@@ -38,6 +38,8 @@ typedef struct {
     ngx_connection_t            *connection;
     ngx_http_voice_loc_conf_t   *conf;
     ngx_event_handler_pt         request_handler;  /* nginx's, for c->read */
+    ngx_event_t                  close_event;      /* deferred finalizing */
+    ngx_int_t                    rc;
 
     ngx_http_voice_state_e       state;
     ngx_http_voice_ws_parser_t   parser;
