@@ -25,7 +25,7 @@ DEBIAN_PACKAGES := nginx nginx-dev build-essential pkg-config \
 MODULE_SRCS := $(wildcard ngx_http_voice_module/*.[ch] state/*.[ch]) config
 
 # Pure units and the sources each unit test links.
-UNIT_TESTS  := ws ring state audio vad playout
+UNIT_TESTS  := ws ring state audio vad playout transcript
 UNIT_ws     := ngx_http_voice_module/ngx_http_voice_ws.c
 UNIT_ring   := ngx_http_voice_module/ngx_http_voice_ring.c
 UNIT_state  := state/ngx_http_voice_state.c
@@ -34,6 +34,7 @@ UNIT_audio  := $(UNIT_audio_SRC) -lopus -lsamplerate -lm
 UNIT_vad_SRC := ngx_http_voice_module/ngx_http_voice_vad.c
 UNIT_vad    := $(UNIT_vad_SRC) -lm
 UNIT_playout := ngx_http_voice_module/ngx_http_voice_playout.c
+UNIT_transcript := ngx_http_voice_module/ngx_http_voice_transcript.c
 UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
                -I$(NGX_BUILD)/src/event -I$(NGX_BUILD)/src/os/unix \
                -Ingx_http_voice_module -Istate

@@ -57,7 +57,7 @@ ngx_http_voice_transcript_result(ngx_http_voice_transcript_t *t,
         len--;
     }
 
-    sep = (len && t->confirmed) ? 1 : 0;
+    sep = t->confirmed ? 1 : 0;
     n = 0;
     cut = 0;
 
@@ -86,21 +86,27 @@ ngx_http_voice_transcript_result(ngx_http_voice_transcript_t *t,
     }
 
     tail = sep + n;
-    p = t->data + t->confirmed;
 
-    /* confirmed text never changes, so only the tail is compared */
+    /*
+     * Confirmed text never changes, so only the tail is compared; an old
+     * tail of the same length began with the same separator.
+     */
 
-    changed = (t->confirmed + tail != t->len)
-              || (sep && p[0] != ' ')
-              || (n && ngx_memcmp(p + sep, text, n) != 0);
+    changed = (t->confirmed + tail != t->len);
 
-    if (changed) {
+    if (n) {
+        p = t->data + t->confirmed;
 
-        if (sep) {
-            p[0] = ' ';
+        if (!changed && ngx_memcmp(p + sep, text, n) != 0) {
+            changed = 1;
         }
 
-        if (n) {
+        if (changed) {
+
+            if (sep) {
+                p[0] = ' ';
+            }
+
             ngx_memmove(p + sep, text, n);
         }
     }
