@@ -20,7 +20,7 @@ DEBIAN_PACKAGES := nginx nginx-dev build-essential pkg-config \
     libopus-dev libsamplerate0-dev espeak-ng sox \
     libcmocka-dev libtest-base-perl libtext-diff-perl libtest-longstring-perl \
     liblist-moreutils-perl libipc-run-perl libwww-perl libjson-perl \
-    python3-websockets nodejs procps
+    python3-websockets nodejs procps clang libclang-rt-14-dev
 
 MODULE_SRCS := $(wildcard ngx_http_voice_module/*.[ch] state/*.[ch]) config
 
@@ -42,7 +42,7 @@ UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
 TOOLS       := $(BUILD)/voice-bench $(BUILD)/audio-bench $(BUILD)/vad-bench
 
 .PHONY: all deps module tools unit run test test-unit test-nginx \
-        test-integration bench clean
+        test-integration test-mock bench fuzz clean
 
 all: module tools
 
@@ -119,7 +119,7 @@ run: all
 # ---- tests -----------------------------------------------------------------
 
 test: all unit
-	@$(MAKE) -s test-unit test-nginx test-integration
+	@$(MAKE) -s test-unit test-nginx test-mock test-integration
 
 # the labelled set the VAD is tuned and tested on: generated, not kept
 VAD_SET     := $(BUILD)/vad
@@ -146,6 +146,22 @@ test-nginx: all
 
 test-integration: all
 	@cd t/integration && $(PY) run.py
+
+# the provider mocks check themselves before anything relies on them
+test-mock: $(BUILD)/.deps
+	@$(PY) t/mock/test_deepgram_mock.py
+
+# Coverage-guided fuzzing of the frame parser (clang's libFuzzer); not
+# part of make test.  FUZZ_SECONDS bounds the run.
+FUZZ_SECONDS ?= 120
+
+fuzz: $(NGX_BUILD)/.configured
+	@mkdir -p $(BUILD)/fuzz/corpus_ws
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $(UNIT_INCS) \
+	    -o $(BUILD)/fuzz/fuzz_ws t/fuzz/fuzz_ws.c \
+	    ngx_http_voice_module/ngx_http_voice_ws.c
+	$(BUILD)/fuzz/fuzz_ws -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
+	    $(BUILD)/fuzz/corpus_ws
 
 bench: all
 	@$(PY) tools/bench.py $(BENCH_ARGS)
