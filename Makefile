@@ -42,7 +42,7 @@ UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
 TOOLS       := $(BUILD)/voice-bench $(BUILD)/audio-bench $(BUILD)/vad-bench
 
 .PHONY: all deps module tools unit run test test-unit test-nginx \
-        test-integration test-mock bench fuzz clean
+        test-integration test-mock bench fuzz sphinx-probe clean
 
 all: module tools
 
@@ -165,6 +165,19 @@ fuzz: $(NGX_BUILD)/.configured
 
 bench: all
 	@$(PY) tools/bench.py $(BENCH_ARGS)
+
+# Measures pocketsphinx (memory per decoder, speed, accuracy) for the
+# embedded offline STT; not part of make all.
+SPHINX_PACKAGES := libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
+
+sphinx-probe: $(BUILD)/sphinx-probe
+
+$(BUILD)/sphinx-probe: tools/sphinx-probe.c | $(BUILD)/.deps
+	@dpkg-query -W $(SPHINX_PACKAGES) >/dev/null 2>&1 \
+	    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	           --no-install-recommends $(SPHINX_PACKAGES)
+	$(CC) $(CFLAGS_TOOL) -pthread -I/usr/include/pocketsphinx -o $@ $< \
+	    -lpocketsphinx -lsphinxbase
 
 clean:
 	rm -rf $(BUILD) t/servroot
