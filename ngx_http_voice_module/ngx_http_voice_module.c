@@ -386,9 +386,13 @@ ngx_http_voice_check_upgrade(ngx_http_request_t *r,
 
     /* clients outside browsers send no Origin: the list binds browsers */
 
+    if (vlcf->origins == NULL) {
+        return 0;
+    }
+
     h = ngx_http_voice_header(r, "Origin", NULL, &n);
 
-    if (vlcf->origins && h) {
+    if (h) {
         origin = vlcf->origins->elts;
 
         for (i = 0; i < vlcf->origins->nelts; i++) {

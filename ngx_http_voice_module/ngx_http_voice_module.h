@@ -14,7 +14,6 @@
 
 
 #define NGX_HTTP_VOICE_PIPELINE_ECHO   1
-#define NGX_HTTP_VOICE_PIPELINE_AGENT  2
 
 #define NGX_HTTP_VOICE_PROTOCOL        "voice.v1"
 
