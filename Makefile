@@ -20,9 +20,12 @@ DEBIAN_PACKAGES := nginx nginx-dev build-essential pkg-config \
     libopus-dev libsamplerate0-dev espeak-ng sox \
     libcmocka-dev libtest-base-perl libtext-diff-perl libtest-longstring-perl \
     liblist-moreutils-perl libipc-run-perl libwww-perl libjson-perl \
-    python3-websockets nodejs procps clang libclang-rt-14-dev
+    python3-websockets nodejs procps clang libclang-rt-14-dev \
+    libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev \
+    pocketsphinx-en-us
 
-MODULE_SRCS := $(wildcard ngx_http_voice_module/*.[ch] state/*.[ch]) config
+MODULE_SRCS := $(wildcard ngx_http_voice_module/*.[ch] adapters/*.[ch] \
+                           state/*.[ch]) config
 
 # Pure units and the sources each unit test links.
 UNIT_TESTS  := ws ring state audio vad playout transcript

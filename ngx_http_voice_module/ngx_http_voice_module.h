@@ -11,15 +11,29 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <ngx_thread_pool.h>
+
+#include "ngx_http_voice_stt.h"
 
 
 #define NGX_HTTP_VOICE_PIPELINE_ECHO   1
+#define NGX_HTTP_VOICE_PIPELINE_AGENT  2
 
 #define NGX_HTTP_VOICE_PROTOCOL        "voice.v1"
 
 #define NGX_HTTP_VOICE_DIALECT_VOICE   0
 #define NGX_HTTP_VOICE_DIALECT_TWILIO  1
 #define NGX_HTTP_VOICE_DIALECT_VONAGE  2
+
+
+/* per http block: what workers share */
+typedef struct {
+    ngx_str_t           stt_model;          /* the embedded STT's model */
+    ngx_uint_t          stt_decoders;       /* ... decoders per worker */
+    ngx_str_t           thread_pool_name;
+    ngx_thread_pool_t  *thread_pool;        /* for the embedded engines */
+    ngx_uint_t          embedded_stt;       /* a location uses it */
+} ngx_http_voice_main_conf_t;
 
 
 typedef struct {
@@ -42,10 +56,25 @@ typedef struct {
     ngx_msec_t          vad_min_speech;
     ngx_msec_t          max_utterance;
     size_t              max_utterance_size;
+
+    /* providers */
+    ngx_msec_t          upstream_connect_timeout;
+    ngx_flag_t          ssl_verify;
+    ngx_str_t           ssl_trusted_certificate;
+    ngx_http_voice_stt_conf_t  stt;
 } ngx_http_voice_loc_conf_t;
 
 
 extern ngx_module_t  ngx_http_voice_module;
+
+
+/*
+ * The embedded STT's decoders are per worker, shared by its sessions:
+ * created when the worker starts, freed when it exits.
+ */
+ngx_int_t ngx_http_voice_stt_embedded_init_process(ngx_cycle_t *cycle,
+    ngx_http_voice_main_conf_t *vmcf);
+void ngx_http_voice_stt_embedded_exit_process(ngx_cycle_t *cycle);
 
 
 #endif /* _NGX_HTTP_VOICE_MODULE_H_INCLUDED_ */
