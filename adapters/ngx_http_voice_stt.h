@@ -30,6 +30,16 @@
 typedef struct ngx_http_voice_stt_s  ngx_http_voice_stt_t;
 
 
+/*
+ * A provider query parameter from voice_stt_param; its value may hold
+ * variables, evaluated per session.  An empty value leaves it out.
+ */
+typedef struct {
+    ngx_str_t                        name;
+    ngx_http_complex_value_t         value;
+} ngx_http_voice_stt_param_t;
+
+
 /* per location, from the voice_stt* directives */
 typedef struct {
     ngx_uint_t                       engine;       /* NGX_HTTP_VOICE_STT_* */
@@ -38,8 +48,8 @@ typedef struct {
     /* Deepgram and servers that speak its protocol */
     ngx_http_voice_upstream_conf_t   upstream;     /* voice_stt_url */
     ngx_str_t                        url;
-    ngx_array_t                     *params;       /* ngx_keyval_t, given */
-    ngx_str_t                        target;       /* path?query, built */
+    ngx_array_t                     *params;       /* of ..._stt_param_t */
+    ngx_str_t                        key;          /* secret, or empty */
     ngx_str_t                        auth;         /* header line: secret */
     size_t                           buffer;       /* audio kept to replay */
     ngx_msec_t                       timeout;      /* for an answer */
@@ -78,6 +88,7 @@ struct ngx_http_voice_stt_s {
     const ngx_http_voice_stt_engine_t  *engine;
     ngx_http_voice_stt_conf_t          *conf;
     void                               *session;   /* the owner */
+    ngx_http_request_t                 *request;   /* for variables */
     ngx_pool_t                         *pool;      /* the session's */
     ngx_log_t                          *log;
     void                               *ctx;       /* the engine's */
@@ -124,8 +135,8 @@ ngx_int_t ngx_http_voice_stt_failed(ngx_http_voice_stt_t *stt,
 
 
 /* the session's side */
-ngx_http_voice_stt_t *ngx_http_voice_stt_create(ngx_http_voice_stt_conf_t *conf,
-    void *session, ngx_pool_t *pool, ngx_log_t *log);
+ngx_http_voice_stt_t *ngx_http_voice_stt_create(
+    ngx_http_voice_stt_conf_t *conf, void *session, ngx_http_request_t *r);
 
 
 #endif /* _NGX_HTTP_VOICE_STT_H_INCLUDED_ */
