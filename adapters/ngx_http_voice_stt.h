@@ -94,7 +94,11 @@ struct ngx_http_voice_stt_s {
     void                               *ctx;       /* the engine's */
 
     ngx_http_voice_transcript_t         transcript;
-    ngx_uint_t                          turn;      /* of the transcript */
+    ngx_uint_t                          turn;      /* of the transcript; 0:
+                                                      none has text yet */
+    ngx_uint_t                          pending;   /* a turn that ended
+                                                      before any text */
+    ngx_uint_t                          last;      /* the last final's */
     uint64_t                            samples;   /* audio handed over */
     unsigned                            talking:1; /* the local VAD's view */
     unsigned                            closed:1;
@@ -134,9 +138,39 @@ ngx_int_t ngx_http_voice_stt_failed(ngx_http_voice_stt_t *stt,
     ngx_uint_t recoverable, const char *message);
 
 
-/* the session's side */
-ngx_http_voice_stt_t *ngx_http_voice_stt_create(
+/*
+ * The session's side.  open creates the STT of a session and starts its
+ * engine (NULL on failure); the session's pool cleanup closes it.
+ */
+ngx_http_voice_stt_t *ngx_http_voice_stt_open(
     ngx_http_voice_stt_conf_t *conf, void *session, ngx_http_request_t *r);
+ngx_int_t ngx_http_voice_stt_audio(ngx_http_voice_stt_t *stt,
+    const int16_t *pcm, size_t n, ngx_uint_t talking);
+ngx_int_t ngx_http_voice_stt_finalize(ngx_http_voice_stt_t *stt,
+    ngx_uint_t turn);
+void ngx_http_voice_stt_close(ngx_http_voice_stt_t *stt);
+
+/* the transcript actions: transcript.partial or .final to the client */
+ngx_int_t ngx_http_voice_stt_send(ngx_http_voice_stt_t *stt,
+    ngx_uint_t final, u_char *data, size_t len);
+
+
+/* configuration: the voice_stt* directives */
+char *ngx_http_voice_stt_engine_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_voice_stt_param_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_voice_stt_key_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_voice_stt_create_conf(ngx_http_voice_stt_conf_t *conf);
+
+/*
+ * agent: the location runs the agent pipeline; serves: it has "voice" (the
+ * engine is set up there only); trusted: voice_ssl_trusted_certificate.
+ */
+char *ngx_http_voice_stt_merge_conf(ngx_conf_t *cf,
+    ngx_http_voice_stt_conf_t *prev, ngx_http_voice_stt_conf_t *conf,
+    ngx_uint_t agent, ngx_uint_t serves, ngx_str_t *trusted);
 
 
 #endif /* _NGX_HTTP_VOICE_STT_H_INCLUDED_ */

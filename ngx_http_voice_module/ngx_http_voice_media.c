@@ -88,11 +88,16 @@ ngx_http_voice_media_init(ngx_http_voice_session_t *s)
     conf = s->conf;
     s->turn = 1;
 
-    s->raw_echo = (conf->dialect == NGX_HTTP_VOICE_DIALECT_VOICE
+    s->raw_echo = (conf->pipeline == NGX_HTTP_VOICE_PIPELINE_ECHO
+                   && conf->dialect == NGX_HTTP_VOICE_DIALECT_VOICE
                    && s->input.encoding == s->output.encoding
                    && s->input.sample_rate == s->output.sample_rate);
 
-    if (conf->vad_events) {
+    /* the agent always listens: its turns end where the VAD hears silence */
+
+    if (conf->vad_events
+        || conf->pipeline == NGX_HTTP_VOICE_PIPELINE_AGENT)
+    {
         s->vad = ngx_palloc(s->request->pool, sizeof(ngx_http_voice_vad_t));
         if (s->vad == NULL) {
             return NGX_ERROR;
@@ -204,7 +209,7 @@ ngx_http_voice_media_audio(ngx_http_voice_session_t *s, u_char *data,
     return NGX_OK;
 }
 
-/* pipeline audio: the VAD hears it, the echo line takes it */
+/* pipeline audio: the VAD hears it, then the STT or the echo line */
 
 static ngx_int_t
 ngx_http_voice_media_listen(ngx_http_voice_session_t *s, int16_t *pcm,
@@ -247,6 +252,13 @@ ngx_http_voice_media_listen(ngx_http_voice_session_t *s, int16_t *pcm,
 
     if (s->raw_echo || s->close_queued || n == 0) {
         return NGX_OK;
+    }
+
+    if (s->conf->pipeline == NGX_HTTP_VOICE_PIPELINE_AGENT) {
+        return s->stt ? ngx_http_voice_stt_audio(s->stt, pcm, n,
+                                                 ngx_http_voice_vad_talking(
+                                                     s->vad))
+                      : NGX_OK;
     }
 
     return (ngx_http_voice_media_echo_push(s, (u_char *) pcm,

@@ -16,6 +16,7 @@
 #include "ngx_http_voice_ws.h"
 #include "ngx_http_voice_audio.h"
 #include "ngx_http_voice_vad.h"
+#include "ngx_http_voice_curl.h"
 
 
 /* nginx 1.22 has no name for it */
@@ -45,6 +46,11 @@ static ngx_uint_t ngx_http_voice_has_token(ngx_str_t *value,
 static ngx_int_t ngx_http_voice_add_header(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 
+static ngx_int_t ngx_http_voice_init_process(ngx_cycle_t *cycle);
+static void ngx_http_voice_exit_process(ngx_cycle_t *cycle);
+static void *ngx_http_voice_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_voice_init_main_conf(ngx_conf_t *cf, void *conf);
+static char *ngx_http_voice_merge_embedded(ngx_conf_t *cf);
 static void *ngx_http_voice_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -89,6 +95,22 @@ static ngx_http_voice_bounds_t  ngx_http_voice_playout_bounds = {
 
 static ngx_http_voice_bounds_t  ngx_http_voice_buffer_bounds = {
     ngx_http_voice_check_bounds, 1024, 64 * 1024 * 1024, "bytes"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_text_bounds = {
+    ngx_http_voice_check_bounds, 256, 16 * 1024, "bytes"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_retries_bounds = {
+    ngx_http_voice_check_bounds, 0, 100, "attempts"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_decoders_bounds = {
+    ngx_http_voice_check_bounds, 1, 64, "decoders"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_interval_bounds = {
+    ngx_http_voice_check_bounds, 50, 10000, "ms"
 };
 
 
@@ -245,6 +267,111 @@ static ngx_command_t  ngx_http_voice_commands[] = {
       offsetof(ngx_http_voice_loc_conf_t, max_utterance_size),
       &ngx_http_voice_buffer_bounds },
 
+    { ngx_string("voice_stt"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_voice_stt_engine_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, stt),
+      NULL },
+
+    { ngx_string("voice_stt_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, stt.url),
+      NULL },
+
+    { ngx_string("voice_stt_param"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_voice_stt_param_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, stt),
+      NULL },
+
+    { ngx_string("voice_stt_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_voice_stt_key_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, stt),
+      NULL },
+
+    { ngx_string("voice_stt_buffer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, stt.buffer),
+      &ngx_http_voice_buffer_bounds },
+
+    { ngx_string("voice_stt_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, stt.timeout),
+      &ngx_http_voice_timeout_bounds },
+
+    { ngx_string("voice_stt_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, stt.retries),
+      &ngx_http_voice_retries_bounds },
+
+    { ngx_string("voice_stt_max_text"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, stt.max_text),
+      &ngx_http_voice_text_bounds },
+
+    { ngx_string("voice_stt_partial_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, stt.partial_interval),
+      &ngx_http_voice_interval_bounds },
+
+    { ngx_string("voice_upstream_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, upstream_connect_timeout),
+      &ngx_http_voice_timeout_bounds },
+
+    { ngx_string("voice_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, ssl_verify),
+      NULL },
+
+    { ngx_string("voice_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("voice_stt_model"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_voice_main_conf_t, stt_model),
+      NULL },
+
+    { ngx_string("voice_stt_decoders"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_voice_main_conf_t, stt_decoders),
+      &ngx_http_voice_decoders_bounds },
+
+    { ngx_string("voice_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_voice_main_conf_t, thread_pool_name),
+      NULL },
+
       ngx_null_command
 };
 
@@ -253,8 +380,8 @@ static ngx_http_module_t  ngx_http_voice_module_ctx = {
     NULL,                                  /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_voice_create_main_conf,       /* create main configuration */
+    ngx_http_voice_init_main_conf,         /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -271,10 +398,10 @@ ngx_module_t  ngx_http_voice_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_voice_init_process,           /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_voice_exit_process,           /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -665,6 +792,114 @@ ngx_http_voice_add_header(ngx_http_request_t *r, const char *name,
 }
 
 
+static ngx_int_t
+ngx_http_voice_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_voice_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_voice_module);
+
+    if (vmcf == NULL) {
+        /* no http block */
+        return NGX_OK;
+    }
+
+    if (ngx_http_voice_curl_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (vmcf->embedded_stt
+        && ngx_http_voice_stt_embedded_init_process(cycle, vmcf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_voice_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_voice_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_voice_module);
+
+    if (vmcf == NULL) {
+        return;
+    }
+
+    if (vmcf->embedded_stt) {
+        ngx_http_voice_stt_embedded_exit_process(cycle);
+    }
+
+    ngx_http_voice_curl_exit_process(cycle);
+}
+
+
+static void *
+ngx_http_voice_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_voice_main_conf_t  *vmcf;
+
+    vmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_voice_main_conf_t));
+    if (vmcf == NULL) {
+        return NULL;
+    }
+
+    vmcf->stt_decoders = NGX_CONF_UNSET_UINT;
+
+    return vmcf;
+}
+
+
+static char *
+ngx_http_voice_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_voice_main_conf_t *vmcf = conf;
+
+    if (vmcf->stt_model.data == NULL) {
+        ngx_str_set(&vmcf->stt_model, "/usr/share/pocketsphinx/model/en-us");
+    }
+
+    if (vmcf->thread_pool_name.data == NULL) {
+        ngx_str_set(&vmcf->thread_pool_name, "default");
+    }
+
+    ngx_conf_init_uint_value(vmcf->stt_decoders, 2);
+
+    return NGX_CONF_OK;
+}
+
+
+/* the first location with the embedded STT: the model and threads it needs */
+
+static char *
+ngx_http_voice_merge_embedded(ngx_conf_t *cf)
+{
+    ngx_http_voice_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_voice_module);
+
+    if (vmcf->embedded_stt) {
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_http_voice_stt_embedded_check(cf, vmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    vmcf->thread_pool = ngx_thread_pool_add(cf, &vmcf->thread_pool_name);
+    if (vmcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    vmcf->embedded_stt = 1;
+
+    return NGX_CONF_OK;
+}
+
+
 static void *
 ngx_http_voice_create_loc_conf(ngx_conf_t *cf)
 {
@@ -693,6 +928,10 @@ ngx_http_voice_create_loc_conf(ngx_conf_t *cf)
     conf->vad_min_speech = NGX_CONF_UNSET_MSEC;
     conf->max_utterance = NGX_CONF_UNSET_MSEC;
     conf->max_utterance_size = NGX_CONF_UNSET_SIZE;
+    conf->upstream_connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->ssl_verify = NGX_CONF_UNSET;
+
+    ngx_http_voice_stt_create_conf(&conf->stt);
 
     return conf;
 }
@@ -703,6 +942,9 @@ ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 {
     ngx_http_voice_loc_conf_t *prev = parent;
     ngx_http_voice_loc_conf_t *conf = child;
+
+    ngx_uint_t                 agent, serves;
+    ngx_http_core_loc_conf_t  *clcf;
 
     ngx_conf_merge_uint_value(conf->pipeline, prev->pipeline,
                               NGX_HTTP_VOICE_PIPELINE_ECHO);
@@ -735,12 +977,40 @@ ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->max_utterance_size,
                               prev->max_utterance_size, 4 * 1024 * 1024);
 
+    ngx_conf_merge_msec_value(conf->upstream_connect_timeout,
+                              prev->upstream_connect_timeout, 5000);
+    ngx_conf_merge_value(conf->ssl_verify, prev->ssl_verify, 1);
+    ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
+                             prev->ssl_trusted_certificate, "");
+
     if (conf->max_message_size < conf->max_frame_size) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"voice_max_message_size\" %uz is smaller than "
                            "\"voice_max_frame_size\" %uz",
                            conf->max_message_size, conf->max_frame_size);
         return NGX_CONF_ERROR;
+    }
+
+    /* providers are set up where sessions are served, and only there */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    serves = (clcf->handler == ngx_http_voice_handler);
+    agent = (conf->pipeline == NGX_HTTP_VOICE_PIPELINE_AGENT);
+
+    conf->stt.upstream.connect_timeout = conf->upstream_connect_timeout;
+    conf->stt.upstream.close_timeout = conf->upstream_connect_timeout;
+    conf->stt.upstream.ssl_verify = conf->ssl_verify;
+
+    if (ngx_http_voice_stt_merge_conf(cf, &prev->stt, &conf->stt, agent,
+                                      serves, &conf->ssl_trusted_certificate)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (serves && agent && conf->stt.engine == NGX_HTTP_VOICE_STT_EMBEDDED) {
+        return ngx_http_voice_merge_embedded(cf);
     }
 
     return NGX_CONF_OK;
@@ -787,10 +1057,8 @@ ngx_http_voice_pipeline(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     if (ngx_strcmp(value[1].data, "agent") == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"voice_pipeline agent\" is not available in "
-                           "this version of the module, only \"echo\" is");
-        return NGX_CONF_ERROR;
+        vlcf->pipeline = NGX_HTTP_VOICE_PIPELINE_AGENT;
+        return NGX_CONF_OK;
     }
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

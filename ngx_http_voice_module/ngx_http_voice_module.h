@@ -72,6 +72,8 @@ extern ngx_module_t  ngx_http_voice_module;
  * The embedded STT's decoders are per worker, shared by its sessions:
  * created when the worker starts, freed when it exits.
  */
+char *ngx_http_voice_stt_embedded_check(ngx_conf_t *cf,
+    ngx_http_voice_main_conf_t *vmcf);
 ngx_int_t ngx_http_voice_stt_embedded_init_process(ngx_cycle_t *cycle,
     ngx_http_voice_main_conf_t *vmcf);
 void ngx_http_voice_stt_embedded_exit_process(ngx_cycle_t *cycle);

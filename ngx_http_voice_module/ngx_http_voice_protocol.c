@@ -681,6 +681,19 @@ ngx_http_voice_protocol_speech(u_char *buf, size_t size, ngx_uint_t started,
 }
 
 
+size_t
+ngx_http_voice_protocol_transcript(u_char *buf, size_t size,
+    ngx_uint_t final, ngx_uint_t turn, ngx_str_t *text)
+{
+    return ngx_http_voice_protocol_dump(
+        json_pack("{s:s, s:i, s:s%}",
+                  "type", final ? "transcript.final" : "transcript.partial",
+                  "turn", (int) turn,
+                  "text", (char *) text->data, text->len),
+        buf, size);
+}
+
+
 /*
  * Twilio media goes out fifty times a second: written directly, since
  * the stream id is a checked token and base64 needs no escaping.

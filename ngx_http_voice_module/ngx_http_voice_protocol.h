@@ -64,6 +64,8 @@ size_t ngx_http_voice_protocol_info(u_char *buf, size_t size,
     const char *code, const char *message);
 size_t ngx_http_voice_protocol_speech(u_char *buf, size_t size,
     ngx_uint_t started, ngx_uint_t turn, uint64_t audio_ms);
+size_t ngx_http_voice_protocol_transcript(u_char *buf, size_t size,
+    ngx_uint_t final, ngx_uint_t turn, ngx_str_t *text);
 
 /* Twilio's outbound messages; stream is the streamSid */
 size_t ngx_http_voice_protocol_twilio_media(u_char *buf, size_t size,

@@ -46,6 +46,7 @@ static ngx_int_t ngx_http_voice_session_act(ngx_http_voice_session_t *s,
 static ngx_int_t ngx_http_voice_session_started(ngx_http_voice_session_t *s,
     ngx_http_voice_message_t *msg);
 
+static ngx_int_t ngx_http_voice_session_listen(ngx_http_voice_session_t *s);
 static ngx_int_t ngx_http_voice_session_flush(ngx_http_voice_session_t *s);
 static void ngx_http_voice_session_finalize(ngx_http_voice_session_t *s,
     ngx_int_t rc);
@@ -480,6 +481,12 @@ ngx_http_voice_session_message(ngx_http_voice_session_t *s,
 
     in.msg = &msg;
 
+    if (msg.event == NGX_HTTP_VOICE_EV_SESSION_START
+        && s->conf->pipeline == NGX_HTTP_VOICE_PIPELINE_AGENT)
+    {
+        msg.event = NGX_HTTP_VOICE_EV_AGENT_START;
+    }
+
     if (msg.event == NGX_HTTP_VOICE_EV_AUDIO) {
         s->frames_in++;
         in.data = msg.audio;
@@ -601,6 +608,10 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
         return ngx_http_voice_media_speech(s, event);
 
     case NGX_HTTP_VOICE_ACT_END_TURN:
+        if (s->stt && ngx_http_voice_stt_finalize(s->stt, s->turn) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         ngx_http_voice_media_end_turn(s);
         return NGX_OK;
 
@@ -691,6 +702,24 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
 
         return ngx_http_voice_session_close(s, code, "");
 
+    case NGX_HTTP_VOICE_ACT_LISTEN:
+        return ngx_http_voice_session_listen(s);
+
+    case NGX_HTTP_VOICE_ACT_PARTIAL:
+    case NGX_HTTP_VOICE_ACT_FINAL:
+        return ngx_http_voice_stt_send(s->stt,
+                                       action == NGX_HTTP_VOICE_ACT_FINAL,
+                                       in->data, in->len);
+
+    case NGX_HTTP_VOICE_ACT_ERROR_STT:
+        return ngx_http_voice_session_error(s, "STT_FAIL",
+                                            (char *) in->data,
+                                            event == NGX_HTTP_VOICE_EV_STT_ERROR);
+
+    case NGX_HTTP_VOICE_ACT_CLOSE_INTERNAL:
+        return ngx_http_voice_session_close(s, NGX_HTTP_VOICE_WS_INTERNAL,
+                                            "speech recognition failed");
+
     default: /* NGX_HTTP_VOICE_ACT_NONE */
         return NGX_OK;
     }
@@ -732,6 +761,32 @@ ngx_http_voice_session_started(ngx_http_voice_session_t *s,
                                         &s->output);
 
     return ngx_http_voice_session_text(s, buf, n);
+}
+
+
+/* the agent pipeline: the user's speech goes to the STT */
+
+static ngx_int_t
+ngx_http_voice_session_listen(ngx_http_voice_session_t *s)
+{
+    if (s->conf->stt.engine == NGX_HTTP_VOICE_STT_OFF) {
+        return NGX_OK;
+    }
+
+    s->stt = ngx_http_voice_stt_open(&s->conf->stt, s, s->request);
+
+    if (s->stt == NULL) {
+        ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+                      "voice: speech recognition could not start");
+
+        (void) ngx_http_voice_session_error(s, "STT_FAIL",
+                   "speech recognition could not start", 0);
+        (void) ngx_http_voice_session_close(s, NGX_HTTP_VOICE_WS_INTERNAL,
+                                            "internal error");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

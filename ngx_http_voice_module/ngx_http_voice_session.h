@@ -57,6 +57,7 @@ typedef struct {
     uint64_t                     utterance;  /* samples since it started */
     size_t                       utterance_size;   /* client bytes */
     ngx_uint_t                   turn;
+    ngx_http_voice_stt_t        *stt;        /* NULL: nobody transcribes */
 
     /* audio out: PCM16 16 kHz -> client rate -> paced frames */
     ngx_http_voice_resampler_t   out_rate;

@@ -28,6 +28,8 @@ static const ngx_http_voice_transition_t
     /* a new connection: session.start must come first */
 
     ON(CONNECTED,    SESSION_START,  STREAMING,    A(SEND_STARTED)),
+    ON(CONNECTED,    AGENT_START,    LISTENING,    A(SEND_STARTED),
+                                                   A(LISTEN)),
     ON(CONNECTED,    NOTICE,         CONNECTED,    A(NONE)),
     ON(CONNECTED,    BAD_FORMAT,     CLOSED,       A(FAIL_FORMAT),
                                                    A(CLOSE_POLICY)),
@@ -55,6 +57,7 @@ static const ngx_http_voice_transition_t
     ON(STREAMING,    DTMF,           STREAMING,    A(DTMF)),
     ON(STREAMING,    NOTICE,         STREAMING,    A(NONE)),
     ON(STREAMING,    SESSION_START,  STREAMING,    A(REJECT)),
+    ON(STREAMING,    AGENT_START,    STREAMING,    A(REJECT)),
     ON(STREAMING,    BAD_FORMAT,     STREAMING,    A(REJECT)),
     ON(STREAMING,    BAD_MESSAGE,    STREAMING,    A(REJECT)),
     ON(STREAMING,    SESSION_END,    CLOSED,       A(CLOSE_NORMAL)),
@@ -71,12 +74,22 @@ static const ngx_http_voice_transition_t
     ON(LISTENING,    MARK,           LISTENING,    A(MARK)),
     ON(LISTENING,    DTMF,           LISTENING,    A(DTMF)),
     ON(LISTENING,    NOTICE,         LISTENING,    A(NONE)),
+    ON(LISTENING,    TRANSCRIPT_PARTIAL, LISTENING, A(PARTIAL)),
+    ON(LISTENING,    TRANSCRIPT_FINAL, LISTENING,  A(FINAL)),
+    ON(LISTENING,    STT_SPEECH,     LISTENING,    A(NONE)),
+    ON(LISTENING,    STT_ERROR,      LISTENING,    A(ERROR_STT)),
+    ON(LISTENING,    STT_FAILED,     CLOSED,       A(ERROR_STT),
+                                                   A(CLOSE_INTERNAL)),
     ON(LISTENING,    SESSION_START,  LISTENING,    A(REJECT)),
+    ON(LISTENING,    AGENT_START,    LISTENING,    A(REJECT)),
     ON(LISTENING,    BAD_FORMAT,     LISTENING,    A(REJECT)),
     ON(LISTENING,    BAD_MESSAGE,    LISTENING,    A(REJECT)),
     ON(LISTENING,    SESSION_END,    CLOSED,       A(CLOSE_NORMAL)),
 
-    /* the user is speaking: silence, input.commit or a cap ends the turn */
+    /*
+     * the user is speaking: silence, input.commit or a cap ends the turn;
+     * the STT's final may come before that, or after
+     */
 
     ON(TRANSCRIBING, AUDIO,          TRANSCRIBING, A(AUDIO)),
     ON(TRANSCRIBING, SPEECH_ENDED,   LISTENING,    A(SPEECH), A(END_TURN)),
@@ -90,7 +103,14 @@ static const ngx_http_voice_transition_t
     ON(TRANSCRIBING, MARK,           TRANSCRIBING, A(MARK)),
     ON(TRANSCRIBING, DTMF,           TRANSCRIBING, A(DTMF)),
     ON(TRANSCRIBING, NOTICE,         TRANSCRIBING, A(NONE)),
+    ON(TRANSCRIBING, TRANSCRIPT_PARTIAL, TRANSCRIBING, A(PARTIAL)),
+    ON(TRANSCRIBING, TRANSCRIPT_FINAL, TRANSCRIBING, A(FINAL)),
+    ON(TRANSCRIBING, STT_SPEECH,     TRANSCRIBING, A(NONE)),
+    ON(TRANSCRIBING, STT_ERROR,      TRANSCRIBING, A(ERROR_STT)),
+    ON(TRANSCRIBING, STT_FAILED,     CLOSED,       A(ERROR_STT),
+                                                   A(CLOSE_INTERNAL)),
     ON(TRANSCRIBING, SESSION_START,  TRANSCRIBING, A(REJECT)),
+    ON(TRANSCRIBING, AGENT_START,    TRANSCRIBING, A(REJECT)),
     ON(TRANSCRIBING, BAD_FORMAT,     TRANSCRIBING, A(REJECT)),
     ON(TRANSCRIBING, BAD_MESSAGE,    TRANSCRIBING, A(REJECT)),
     ON(TRANSCRIBING, SESSION_END,    CLOSED,       A(CLOSE_NORMAL)),
@@ -102,6 +122,12 @@ static const ngx_http_voice_transition_t
 
     ON(CLOSED,       AUDIO,          CLOSED,       A(NONE)),
     ON(CLOSED,       SESSION_START,  CLOSED,       A(NONE)),
+    ON(CLOSED,       AGENT_START,    CLOSED,       A(NONE)),
+    ON(CLOSED,       TRANSCRIPT_PARTIAL, CLOSED,   A(NONE)),
+    ON(CLOSED,       TRANSCRIPT_FINAL, CLOSED,     A(NONE)),
+    ON(CLOSED,       STT_SPEECH,     CLOSED,       A(NONE)),
+    ON(CLOSED,       STT_ERROR,      CLOSED,       A(NONE)),
+    ON(CLOSED,       STT_FAILED,     CLOSED,       A(NONE)),
     ON(CLOSED,       COMMIT,         CLOSED,       A(NONE)),
     ON(CLOSED,       MUTE,           CLOSED,       A(NONE)),
     ON(CLOSED,       UNMUTE,         CLOSED,       A(NONE)),
@@ -166,12 +192,18 @@ static const char  *ngx_http_voice_event_names[EV(MAX)] = {
     [EV(SPEECH_STARTED)]  = "SPEECH_STARTED",
     [EV(SPEECH_ENDED)]    = "SPEECH_ENDED",
     [EV(MAX_DURATION)]    = "MAX_DURATION",
-    [EV(NOTICE)]        = "NOTICE",
+    [EV(NOTICE)]          = "NOTICE",
     [EV(MARK)]            = "MARK",
     [EV(DTMF)]            = "DTMF",
     [EV(PEER_CLOSE)]      = "PEER_CLOSE",
     [EV(IDLE_TIMEOUT)]    = "IDLE_TIMEOUT",
     [EV(SHUTDOWN)]        = "SHUTDOWN",
+    [EV(AGENT_START)]     = "AGENT_START",
+    [EV(TRANSCRIPT_PARTIAL)] = "TRANSCRIPT_PARTIAL",
+    [EV(TRANSCRIPT_FINAL)] = "TRANSCRIPT_FINAL",
+    [EV(STT_SPEECH)]      = "STT_SPEECH",
+    [EV(STT_ERROR)]       = "STT_ERROR",
+    [EV(STT_FAILED)]      = "STT_FAILED",
 };
 
 
@@ -196,6 +228,11 @@ static const char  *ngx_http_voice_action_names[A(MAX)] = {
     [A(CLOSE_POLICY)]     = "CLOSE_POLICY",
     [A(CLOSE_AWAY)]       = "CLOSE_AWAY",
     [A(CLOSE_REPLY)]      = "CLOSE_REPLY",
+    [A(LISTEN)]           = "LISTEN",
+    [A(PARTIAL)]          = "PARTIAL",
+    [A(FINAL)]            = "FINAL",
+    [A(ERROR_STT)]        = "ERROR_STT",
+    [A(CLOSE_INTERNAL)]   = "CLOSE_INTERNAL",
 };
 
 

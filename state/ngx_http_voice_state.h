@@ -48,6 +48,12 @@ typedef enum {
     NGX_HTTP_VOICE_EV_PEER_CLOSE,        /* close frame from the client */
     NGX_HTTP_VOICE_EV_IDLE_TIMEOUT,
     NGX_HTTP_VOICE_EV_SHUTDOWN,          /* nginx is quitting */
+    NGX_HTTP_VOICE_EV_AGENT_START,       /* session.start, agent pipeline */
+    NGX_HTTP_VOICE_EV_TRANSCRIPT_PARTIAL, /* the STT's hypothesis changed */
+    NGX_HTTP_VOICE_EV_TRANSCRIPT_FINAL,  /* ... and the turn's text is final */
+    NGX_HTTP_VOICE_EV_STT_SPEECH,        /* the STT heard speech begin */
+    NGX_HTTP_VOICE_EV_STT_ERROR,         /* the STT failed and goes on */
+    NGX_HTTP_VOICE_EV_STT_FAILED,        /* the STT gave up */
     NGX_HTTP_VOICE_EV_MAX
 } ngx_http_voice_event_e;
 
@@ -73,6 +79,11 @@ typedef enum {
     NGX_HTTP_VOICE_ACT_CLOSE_POLICY,     /* close 1008 */
     NGX_HTTP_VOICE_ACT_CLOSE_AWAY,       /* close 1001 */
     NGX_HTTP_VOICE_ACT_CLOSE_REPLY,      /* answer the client's close */
+    NGX_HTTP_VOICE_ACT_LISTEN,           /* open the STT stream */
+    NGX_HTTP_VOICE_ACT_PARTIAL,          /* transcript.partial */
+    NGX_HTTP_VOICE_ACT_FINAL,            /* transcript.final */
+    NGX_HTTP_VOICE_ACT_ERROR_STT,        /* error STT_FAIL */
+    NGX_HTTP_VOICE_ACT_CLOSE_INTERNAL,   /* close 1011 */
     NGX_HTTP_VOICE_ACT_MAX
 } ngx_http_voice_action_e;
 

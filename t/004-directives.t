@@ -23,16 +23,16 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: voice_pipeline agent is refused for now
+=== TEST 1: voice_pipeline takes echo or agent, nothing else
 --- config
     location = /voice {
         voice;
-        voice_pipeline agent;
+        voice_pipeline agents;
     }
 --- must_die
 --- suppress_stderr
 --- error_log eval
-qr/\[emerg\] .*"?voice_pipeline"? .*agent/
+qr/\[emerg\] invalid value "agents" in "voice_pipeline", it must be "echo" or "agent"/
 --- no_error_log
 [alert]
 

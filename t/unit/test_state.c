@@ -72,11 +72,31 @@ typedef struct {
     ROW(state, SHUTDOWN, CLOSED, A(INFO_SHUTDOWN), A(CLOSE_AWAY))
 
 
+/* what the STT reports, in the states that listen */
+#define HEARING(state)                                                       \
+    ROW(state, AGENT_START, state, A(REJECT)),                               \
+    ROW(state, TRANSCRIPT_PARTIAL, state, A(PARTIAL)),                       \
+    ROW(state, TRANSCRIPT_FINAL, state, A(FINAL)),                           \
+    ROW(state, STT_SPEECH, state, A(NONE)),                                  \
+    ROW(state, STT_ERROR, state, A(ERROR_STT)),                              \
+    ROW(state, STT_FAILED, CLOSED, A(ERROR_STT), A(CLOSE_INTERNAL))
+
+/* ... and in those that do not: nothing listens there to report */
+#define DEAF(state)                                                          \
+    INVALID(state, TRANSCRIPT_PARTIAL),                                      \
+    INVALID(state, TRANSCRIPT_FINAL),                                        \
+    INVALID(state, STT_SPEECH),                                              \
+    INVALID(state, STT_ERROR),                                               \
+    INVALID(state, STT_FAILED)
+
+
 /* every (state, event) pair, exactly once */
 
 static const test_state_row_t  test_state_expected[] = {
 
     ROW(CONNECTED, SESSION_START, STREAMING, A(SEND_STARTED)),
+    ROW(CONNECTED, AGENT_START, LISTENING, A(SEND_STARTED), A(LISTEN)),
+    DEAF(CONNECTED),
     FIRST_BAD(AUDIO),
     FIRST_BAD(COMMIT),
     FIRST_BAD(MUTE),
@@ -106,6 +126,8 @@ static const test_state_row_t  test_state_expected[] = {
     ROW(STREAMING, COMMIT, STREAMING, A(END_TURN)),
     INVALID(STREAMING, SPEECH_ENDED),
     INVALID(STREAMING, MAX_DURATION),
+    ROW(STREAMING, AGENT_START, STREAMING, A(REJECT)),
+    DEAF(STREAMING),
 
     /* between two utterances */
 
@@ -114,6 +136,7 @@ static const test_state_row_t  test_state_expected[] = {
     ROW(LISTENING, COMMIT, LISTENING, A(END_TURN)),
     INVALID(LISTENING, SPEECH_ENDED),
     INVALID(LISTENING, MAX_DURATION),
+    HEARING(LISTENING),
 
     /* the user speaks: silence, input.commit or a cap ends the turn */
 
@@ -123,6 +146,7 @@ static const test_state_row_t  test_state_expected[] = {
     ROW(TRANSCRIBING, MAX_DURATION, LISTENING, A(FAIL_DURATION),
         A(END_TURN)),
     INVALID(TRANSCRIBING, SPEECH_STARTED),
+    HEARING(TRANSCRIBING),
 
     DROPPED(SESSION_START),
     DROPPED(AUDIO),
@@ -139,6 +163,12 @@ static const test_state_row_t  test_state_expected[] = {
     DROPPED(MAX_DURATION),
     DROPPED(NOTICE),
     DROPPED(DTMF),
+    DROPPED(AGENT_START),
+    DROPPED(TRANSCRIPT_PARTIAL),
+    DROPPED(TRANSCRIPT_FINAL),
+    DROPPED(STT_SPEECH),
+    DROPPED(STT_ERROR),
+    DROPPED(STT_FAILED),
 
     /*
      * A flush after session.end that outlives the idle timeout, or that
@@ -216,7 +246,8 @@ static int
 test_state_is_close(ngx_http_voice_action_e action)
 {
     return action == A(CLOSE_NORMAL) || action == A(CLOSE_POLICY)
-           || action == A(CLOSE_AWAY) || action == A(CLOSE_REPLY);
+           || action == A(CLOSE_AWAY) || action == A(CLOSE_REPLY)
+           || action == A(CLOSE_INTERNAL);
 }
 
 
@@ -545,6 +576,7 @@ test_anything_else_first(void **state)
     for (e = 0; e < EV(MAX); e++) {
         switch (e) {
         case EV(SESSION_START):
+        case EV(AGENT_START):
         case EV(BAD_FORMAT):
         case EV(NOTICE):
         case EV(SPEECH_STARTED):
@@ -553,6 +585,11 @@ test_anything_else_first(void **state)
         case EV(PEER_CLOSE):
         case EV(IDLE_TIMEOUT):
         case EV(SHUTDOWN):
+        case EV(TRANSCRIPT_PARTIAL):
+        case EV(TRANSCRIPT_FINAL):
+        case EV(STT_SPEECH):
+        case EV(STT_ERROR):
+        case EV(STT_FAILED):
             continue;
         default:
             break;
@@ -754,8 +791,13 @@ test_live_states_alike(void **state)
         }
 
         for (e = 0; e < EV(MAX); e++) {
+            /* the echo pipeline has nothing that transcribes */
+
             if (e == EV(COMMIT) || e == EV(SPEECH_STARTED)
-                || e == EV(SPEECH_ENDED) || e == EV(MAX_DURATION))
+                || e == EV(SPEECH_ENDED) || e == EV(MAX_DURATION)
+                || e == EV(TRANSCRIPT_PARTIAL) || e == EV(TRANSCRIPT_FINAL)
+                || e == EV(STT_SPEECH) || e == EV(STT_ERROR)
+                || e == EV(STT_FAILED))
             {
                 continue;
             }
