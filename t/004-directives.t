@@ -32,7 +32,7 @@ __DATA__
 --- must_die
 --- suppress_stderr
 --- error_log eval
-qr/\[emerg\] invalid value "agents" in "voice_pipeline", it must be "echo" or "agent"/
+qr/\[emerg\] .*invalid value "agents" in "voice_pipeline", it must be "echo" or "agent"/
 --- no_error_log
 [alert]
 
