@@ -20,6 +20,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import sys
 import time
 import urllib.parse
@@ -1073,6 +1074,8 @@ class MockServer:
         self.args = args
         self.scripts = scripts
         self.registry = Registry(args.state_dir)
+        # connections seen per mock_id, for mock_script sequences
+        self.sequences = {}
 
     async def state_response(self, query):
         q = dict(urllib.parse.parse_qsl(query))
@@ -1121,8 +1124,7 @@ class MockServer:
                 recorded[key] = value
         d["headers"] = recorded
 
-        name = d["mock_params"].get("mock_script", "default")
-        d["script"] = name
+        name = self.pick_script(d, d["mock_params"])
         script = self.scripts.get(name)
 
         if url.path != LISTEN_PATH:
@@ -1139,9 +1141,12 @@ class MockServer:
                                "Authorization header %s" % d["auth"])
         d["auth"] = "ok"
 
-        if script is None:
+        unknown = [n for n in d.get("script_sequence", [name])
+                   if n not in self.scripts]
+        if unknown:
             return self.refuse(rec, http.HTTPStatus.BAD_REQUEST,
-                               "Bad Request", "unknown mock_script %r" % name)
+                               "Bad Request",
+                               "unknown mock_script %r" % unknown[0])
 
         params, problems, notes = validate_query(
             dg_pairs, bool(script.get("strict_params", False)))
@@ -1186,6 +1191,25 @@ class MockServer:
         proto.session_params = params
         return None
 
+    def pick_script(self, d, mock_params):
+        """The script of this connection.  mock_script may be a comma list:
+        the Nth connection with the same mock_id (or, without one, the same
+        list) uses the Nth name, and the last one repeats."""
+        spec = mock_params.get("mock_script", "default")
+        if "," not in spec:
+            d["script"] = spec
+            return spec
+        names = [n.strip() for n in spec.split(",")]
+        key = ("id", mock_params["mock_id"]) if "mock_id" in mock_params \
+            else ("script", spec)
+        n = self.sequences.get(key, 0)
+        self.sequences[key] = n + 1
+        name = names[min(n, len(names) - 1)]
+        d["script"] = name
+        d["script_sequence"] = names
+        d["script_index"] = n
+        return name
+
     @staticmethod
     def _redact(value):
         scheme, _, cred = value.partition(" ")
@@ -1203,6 +1227,15 @@ class MockServer:
             rec.finish()
 
 
+def tls_context(args):
+    """The server side of wss://, when a certificate was given."""
+    if not args.tls_cert:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    return ctx
+
+
 async def main_async(args, scripts):
     mock = MockServer(args, scripts)
     Protocol.mock = mock
@@ -1216,7 +1249,8 @@ async def main_async(args, scripts):
         compression=None,
         ping_interval=None,
         max_size=args.max_size,
-        close_timeout=5)
+        close_timeout=5,
+        ssl=args.tls_context)
     port = server.sockets[0].getsockname()[1]
     print("READY %d" % port, flush=True)
     await stop
@@ -1240,11 +1274,22 @@ def main():
                          "stream is closed 1011 NET-0001 (default 10)")
     ap.add_argument("--max-size", type=int, default=1 << 20,
                     help="largest message accepted (default 1 MiB)")
+    ap.add_argument("--tls-cert", default=None,
+                    help="PEM certificate chain: serve wss:// with it")
+    ap.add_argument("--tls-key", default=None,
+                    help="PEM private key of --tls-cert")
     args = ap.parse_args()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
     try:
         scripts = load_scripts(args.script)
     except (OSError, ValueError, ScriptError) as exc:
         print("deepgram mock: %s" % exc, file=sys.stderr)
+        return 2
+    try:
+        args.tls_context = tls_context(args)
+    except (OSError, ssl.SSLError) as exc:
+        print("deepgram mock: TLS: %s" % exc, file=sys.stderr)
         return 2
     os.makedirs(args.state_dir, exist_ok=True)
     asyncio.run(main_async(args, scripts))

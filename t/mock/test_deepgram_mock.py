@@ -578,6 +578,54 @@ async def test_drop():
     C.eq("fault: dropped at 1 s", rec["faults"][0]["audio_t"], 1.0)
 
 
+async def test_sequence():
+    """mock_script=a,b: the Nth connection with the same mock_id uses the
+    Nth script, and the last one repeats."""
+    q = dict(GOOD)
+    q["mock_id"] = "seq%d" % next(_ids)
+    q["mock_script"] = "refuse_500,hello"
+    u = "ws://127.0.0.1:%d/v1/listen?%s" % (PORT, urllib.parse.urlencode(q))
+    status = None
+    try:
+        await websockets.connect(u, extra_headers=auth())
+    except websockets.exceptions.InvalidStatusCode as exc:
+        status = exc.status_code
+    C.eq("sequence: first connection refused", status, 500)
+    for n in (2, 3):
+        ws = await websockets.connect(u, extra_headers=auth(),
+                                      compression=None, ping_interval=None)
+        for _ in range(60):
+            await ws.send(FRAME)
+        got = []
+        while "Hello world." not in got:
+            msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if msg["type"] == "Results":
+                got.append(msg["channel"]["alternatives"][0]["transcript"])
+        C.ok("sequence: connection %d runs hello" % n, True)
+        await ws.close()
+    recs = []
+    st = await state()
+    for _ in range(50):
+        recs = [r for r in st["connections"]
+                if r["mock_params"].get("mock_id") == q["mock_id"]]
+        if len(recs) == 3 and all(r["finished"] for r in recs):
+            break
+        st = await state(st["version"], 5)
+    C.eq("sequence: scripts recorded",
+         [(r["script"], r["script_index"]) for r in recs],
+         [("refuse_500", 0), ("hello", 1), ("hello", 2)])
+    C.eq("sequence: the list recorded", recs[0].get("script_sequence"),
+         ["refuse_500", "hello"])
+    status, _ = await refused(GOOD, "hello,no_such_script")
+    C.eq("sequence: an unknown name refused", status, 400)
+    # another mock_id starts its own count
+    ws, mid = await connect(GOOD, "hello,refuse_401")
+    await ws.close()
+    rec = await record(mid)
+    C.eq("sequence: counted per mock_id", (rec["script"],
+                                          rec["script_index"]), ("hello", 0))
+
+
 async def test_close_reason():
     ws, mid = await connect(GOOD, "net0001_at_1s")
     for _ in range(60):
@@ -779,7 +827,8 @@ async def test_styles_and_delays():
 TESTS = [test_correct_session, test_gating, test_auth, test_bad_params,
          test_binary_violations, test_text_violations, test_finalize,
          test_close_stream_flushes, test_idle, test_refusals, test_drop,
-         test_close_reason, test_malformed, test_stall, test_slow_reader,
+         test_close_reason, test_sequence, test_malformed, test_stall,
+         test_slow_reader,
          test_slow_reader_mid_stream,
          test_concurrent, test_state_endpoint, test_styles_and_delays]
 
