@@ -45,7 +45,7 @@ UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
 TOOLS       := $(BUILD)/voice-bench $(BUILD)/audio-bench $(BUILD)/vad-bench
 
 .PHONY: all deps module tools unit run test test-unit test-nginx \
-        test-integration test-mock bench fuzz sphinx-probe clean
+        test-integration test-mock test-stt bench fuzz sphinx-probe clean
 
 all: module tools
 
@@ -122,7 +122,7 @@ run: all
 # ---- tests -----------------------------------------------------------------
 
 test: all unit
-	@$(MAKE) -s test-unit test-nginx test-mock test-integration
+	@$(MAKE) -s test-unit test-nginx test-mock test-integration test-stt
 
 # the labelled set the VAD is tuned and tested on: generated, not kept
 VAD_SET     := $(BUILD)/vad
@@ -149,6 +149,11 @@ test-nginx: all
 
 test-integration: all
 	@cd t/integration && $(PY) run.py
+
+# speech to text against the provider mocks, over ws:// and wss://, and
+# the embedded engine
+test-stt: all
+	@$(PY) t/stt/run.py
 
 # the provider mocks check themselves before anything relies on them
 test-mock: $(BUILD)/.deps

@@ -621,3 +621,281 @@ ngx_http_voice_ws_close_check(const u_char *data, size_t len,
 
     return 0;
 }
+
+
+/* the client side's upgrade */
+
+
+static const char  ngx_http_voice_ws_request_fixed[] =
+    "Upgrade: websocket" CRLF
+    "Connection: Upgrade" CRLF
+    "Sec-WebSocket-Version: 13" CRLF;
+
+
+static ngx_uint_t ngx_http_voice_ws_token(u_char *p, u_char *last,
+    const char *token);
+static ngx_uint_t ngx_http_voice_ws_equal(u_char *p, size_t len,
+    const char *lower);
+
+
+size_t
+ngx_http_voice_ws_request_size(ngx_str_t *target, ngx_str_t *host,
+    ngx_str_t *headers)
+{
+    return sizeof("GET ") - 1 + (target->len ? target->len : 1)
+           + sizeof(" HTTP/1.1" CRLF) - 1
+           + sizeof("Host: ") - 1 + host->len + 2
+           + sizeof(ngx_http_voice_ws_request_fixed) - 1
+           + sizeof("Sec-WebSocket-Key: ") - 1
+           + NGX_HTTP_VOICE_WS_KEY_LEN + 2
+           + headers->len + 2;
+}
+
+
+u_char *
+ngx_http_voice_ws_request(u_char *p, ngx_str_t *target, ngx_str_t *host,
+    ngx_str_t *key, ngx_str_t *headers)
+{
+    p = ngx_cpymem(p, "GET ", 4);
+
+    if (target->len) {
+        p = ngx_cpymem(p, target->data, target->len);
+
+    } else {
+        *p++ = '/';
+    }
+
+    p = ngx_cpymem(p, " HTTP/1.1" CRLF "Host: ",
+                   sizeof(" HTTP/1.1" CRLF "Host: ") - 1);
+    p = ngx_cpymem(p, host->data, host->len);
+    *p++ = CR; *p++ = LF;
+
+    p = ngx_cpymem(p, ngx_http_voice_ws_request_fixed,
+                   sizeof(ngx_http_voice_ws_request_fixed) - 1);
+
+    p = ngx_cpymem(p, "Sec-WebSocket-Key: ",
+                   sizeof("Sec-WebSocket-Key: ") - 1);
+    p = ngx_cpymem(p, key->data, key->len);
+    *p++ = CR; *p++ = LF;
+
+    if (headers->len) {
+        p = ngx_cpymem(p, headers->data, headers->len);
+    }
+
+    *p++ = CR; *p++ = LF;
+
+    return p;
+}
+
+
+ngx_int_t
+ngx_http_voice_ws_response(ngx_http_voice_ws_response_t *r, u_char *buf,
+    size_t len, ngx_str_t *accept)
+{
+    u_char      *p, *last, *end, *eol, *colon, *v;
+    ngx_uint_t   i, upgrade, connection, accepted;
+
+    r->status = 0;
+    r->head_len = 0;
+    r->error = NULL;
+
+    /* the head ends with an empty line; bare LF endings are tolerated */
+
+    last = buf + len;
+    end = NULL;
+
+    for (p = buf + 1; p < last; p++) {
+
+        if (*p != LF) {
+            continue;
+        }
+
+        if (p[-1] == LF || (p - buf >= 2 && p[-1] == CR && p[-2] == LF)) {
+            end = p + 1;
+            break;
+        }
+    }
+
+    if (end == NULL) {
+        return NGX_AGAIN;
+    }
+
+    r->head_len = end - buf;
+
+    /* the status line: "HTTP/1.x NNN reason" */
+
+    eol = ngx_strlchr(buf, end, LF);
+    p = (eol > buf && eol[-1] == CR) ? eol - 1 : eol;
+
+    if (p - buf < 12
+        || ngx_memcmp(buf, "HTTP/1.", 7) != 0
+        || buf[7] < '0' || buf[7] > '9'
+        || buf[8] != ' '
+        || (p - buf > 12 && buf[12] != ' '))
+    {
+        r->error = "malformed status line";
+        return NGX_ERROR;
+    }
+
+    for (i = 9; i < 12; i++) {
+        if (buf[i] < '0' || buf[i] > '9') {
+            r->error = "malformed status line";
+            return NGX_ERROR;
+        }
+
+        r->status = r->status * 10 + (buf[i] - '0');
+    }
+
+    if (r->status < 100) {
+        r->error = "malformed status line";
+        return NGX_ERROR;
+    }
+
+    if (r->status != 101) {
+        return NGX_DECLINED;
+    }
+
+    if (buf[7] == '0') {
+        r->error = "101 in an HTTP/1.0 response";
+        return NGX_ERROR;
+    }
+
+    /* the header lines */
+
+    upgrade = 0;
+    connection = 0;
+    accepted = 0;
+
+    for (p = eol + 1; /* void */ ; p = eol + 1) {
+
+        eol = ngx_strlchr(p, end, LF);
+        last = (eol > p && eol[-1] == CR) ? eol - 1 : eol;
+
+        if (last == p) {
+            break;
+        }
+
+        if (*p == ' ' || *p == '\t') {
+            r->error = "folded header line";
+            return NGX_ERROR;
+        }
+
+        colon = ngx_strlchr(p, last, ':');
+
+        if (colon == NULL || colon == p) {
+            r->error = "malformed header line";
+            return NGX_ERROR;
+        }
+
+        for (v = p; v < colon; v++) {
+            if (*v <= ' ' || *v == 0x7f) {
+                r->error = "malformed header name";
+                return NGX_ERROR;
+            }
+        }
+
+        for (v = colon + 1; v < last && (*v == ' ' || *v == '\t'); v++) {
+            /* void */
+        }
+
+        while (last > v && (last[-1] == ' ' || last[-1] == '\t')) {
+            last--;
+        }
+
+        if (ngx_http_voice_ws_equal(p, colon - p, "upgrade")) {
+            upgrade |= ngx_http_voice_ws_token(v, last, "websocket");
+
+        } else if (ngx_http_voice_ws_equal(p, colon - p, "connection")) {
+            connection |= ngx_http_voice_ws_token(v, last, "upgrade");
+
+        } else if (ngx_http_voice_ws_equal(p, colon - p,
+                                           "sec-websocket-accept"))
+        {
+            if ((size_t) (last - v) != accept->len
+                || ngx_memcmp(v, accept->data, accept->len) != 0)
+            {
+                r->error = "Sec-WebSocket-Accept does not match the key";
+                return NGX_ERROR;
+            }
+
+            accepted++;
+
+        } else if (ngx_http_voice_ws_equal(p, colon - p,
+                                           "sec-websocket-extensions"))
+        {
+            if (last > v) {
+                /* none was offered, so none may be in use */
+                r->error = "an extension that was not offered";
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (!upgrade) {
+        r->error = "no \"Upgrade: websocket\"";
+        return NGX_ERROR;
+    }
+
+    if (!connection) {
+        r->error = "no \"Connection: upgrade\"";
+        return NGX_ERROR;
+    }
+
+    if (accepted != 1) {
+        r->error = accepted ? "Sec-WebSocket-Accept repeated"
+                            : "no Sec-WebSocket-Accept";
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* whether the comma-separated list [p, last) holds token, in any case */
+
+static ngx_uint_t
+ngx_http_voice_ws_token(u_char *p, u_char *last, const char *token)
+{
+    u_char  *start, *end;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        end = p;
+
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
+            end--;
+        }
+
+        if (end > start && ngx_http_voice_ws_equal(start, end - start, token))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_uint_t
+ngx_http_voice_ws_equal(u_char *p, size_t len, const char *lower)
+{
+    size_t  i;
+
+    for (i = 0; i < len; i++) {
+        if (lower[i] == '\0' || ngx_tolower(p[i]) != (u_char) lower[i]) {
+            return 0;
+        }
+    }
+
+    return lower[len] == '\0';
+}

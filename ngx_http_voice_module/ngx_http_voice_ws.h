@@ -117,4 +117,41 @@ ngx_uint_t ngx_http_voice_ws_close_check(const u_char *data, size_t len,
     ngx_uint_t *code);
 
 
+/* the client side's upgrade: request and response head */
+
+#define NGX_HTTP_VOICE_WS_KEY_LEN         24  /* base64 of 16 bytes */
+#define NGX_HTTP_VOICE_WS_ACCEPT_LEN      28  /* base64 of a SHA-1 */
+
+
+/*
+ * The size of the upgrade request ngx_http_voice_ws_request() writes:
+ * target is the path and query ("/" when empty), host the Host header
+ * value, headers extra lines each ending in CRLF (may be empty).
+ */
+size_t ngx_http_voice_ws_request_size(ngx_str_t *target, ngx_str_t *host,
+    ngx_str_t *headers);
+
+/* writes the upgrade request with the base64 key; returns its end */
+u_char *ngx_http_voice_ws_request(u_char *p, ngx_str_t *target,
+    ngx_str_t *host, ngx_str_t *key, ngx_str_t *headers);
+
+
+typedef struct {
+    ngx_uint_t          status;     /* of the status line */
+    size_t              head_len;   /* bytes up to the blank line's end */
+    const char         *error;      /* static: why NGX_ERROR */
+} ngx_http_voice_ws_response_t;
+
+/*
+ * Checks the head of the response to an upgrade request, in buf[0, len).
+ * accept is the Sec-WebSocket-Accept value the key calls for.
+ * NGX_AGAIN: the head is not complete yet.  NGX_OK: a valid 101 upgrade,
+ * frames start at head_len.  NGX_DECLINED: a well-formed head with
+ * another status.  NGX_ERROR: malformed, or a 101 that is not a valid
+ * upgrade; r->error says why.
+ */
+ngx_int_t ngx_http_voice_ws_response(ngx_http_voice_ws_response_t *r,
+    u_char *buf, size_t len, ngx_str_t *accept);
+
+
 #endif /* _NGX_HTTP_VOICE_WS_H_INCLUDED_ */

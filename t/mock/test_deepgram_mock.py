@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -858,6 +859,65 @@ def check_bad_scripts(tmp):
              p.returncode == 2 and "script" in p.stderr, p.stderr)
 
 
+def check_tls(tmp):
+    """--tls-cert/--tls-key serve wss:// with that certificate."""
+    cert = os.path.join(tmp, "tls-cert.pem")
+    key = os.path.join(tmp, "tls-key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", key, "-out", cert],
+                   check=True, capture_output=True, timeout=60)
+    p = subprocess.run([sys.executable, MOCK, "--state-dir", tmp,
+                        "--key", KEY, "--tls-cert", cert],
+                       capture_output=True, text=True, timeout=30)
+    C.ok("tls: a certificate without its key is refused",
+         p.returncode == 2 and "--tls-key" in p.stderr, p.stderr)
+    proc = subprocess.Popen(
+        [sys.executable, MOCK, "--port", "0", "--state-dir",
+         os.path.join(tmp, "tls-state"), "--key", KEY,
+         "--tls-cert", cert, "--tls-key", key],
+        stdout=subprocess.PIPE, text=True)
+
+    async def session(port):
+        ctx = ssl.create_default_context(cafile=cert)
+        u = "wss://localhost:%d/v1/listen?%s" % (
+            port, urllib.parse.urlencode(GOOD))
+        async with websockets.connect(
+                u, ssl=ctx, extra_headers=auth(), compression=None,
+                ping_interval=None, close_timeout=5) as ws:
+            await ws.send(FRAME)
+            await ws.send('{"type":"CloseStream"}')
+            types = []
+            async for m in ws:
+                types.append(json.loads(m)["type"])
+            C.ok("tls: a wss session runs", "Metadata" in types
+                 and ws.close_code == 1000, "%r %r" % (types, ws.close_code))
+        try:
+            plain = await websockets.connect(
+                "ws://127.0.0.1:%d/v1/listen" % port,
+                extra_headers=auth(), open_timeout=5)
+            await plain.close()
+            C.ok("tls: plain ws:// is not served", False)
+        except Exception:
+            C.ok("tls: plain ws:// is not served", True)
+
+    try:
+        line = proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "READY":
+            C.ok("tls: mock starts", False, repr(line))
+        else:
+            asyncio.run(asyncio.wait_for(session(int(line[1])), 30))
+    except Exception:
+        C.ok("tls: session", False, traceback.format_exc())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def main():
     global PORT, STATE_DIR
     tmp = tempfile.mkdtemp(prefix="dgmock-")
@@ -878,6 +938,7 @@ def main():
             PORT = int(line[1])
             asyncio.run(run_all())
         check_bad_scripts(tmp)
+        check_tls(tmp)
     finally:
         proc.terminate()
         try:

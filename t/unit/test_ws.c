@@ -2117,6 +2117,248 @@ test_parser_init(void **state)
 }
 
 
+/* the client side's upgrade request and response head */
+
+/* RFC 6455 section 1.3: this key calls for this accept value */
+#define WS_KEY     "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT  "s3pPLMBiTxaQ9kydGzzhZRbK+xOo="
+
+#define WS_GOOD_101                                                          \
+    "HTTP/1.1 101 Switching Protocols\r\n"                                   \
+    "Upgrade: websocket\r\n"                                                 \
+    "Connection: Upgrade\r\n"                                                \
+    "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n"                                \
+    "\r\n"
+
+
+static void
+test_request(void **state)
+{
+    u_char     buf[512], *end;
+    size_t     size;
+    ngx_str_t  target, host, key, headers;
+
+    (void) state;
+
+    ngx_str_set(&target, "/v1/listen?model=nova-3&encoding=linear16");
+    ngx_str_set(&host, "api.example.com:8443");
+    ngx_str_set(&key, WS_KEY);
+    ngx_str_set(&headers, "Authorization: Token abc\r\nX-Other: 1\r\n");
+
+    size = ngx_http_voice_ws_request_size(&target, &host, &headers);
+    assert_true(size <= sizeof(buf));
+
+    memset(buf, '#', sizeof(buf));
+    end = ngx_http_voice_ws_request(buf, &target, &host, &key, &headers);
+
+    assert_int_equal((size_t) (end - buf), size);
+    assert_int_equal(buf[size], '#');
+
+    assert_memory_equal(buf,
+        "GET /v1/listen?model=nova-3&encoding=linear16 HTTP/1.1\r\n"
+        "Host: api.example.com:8443\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: " WS_KEY "\r\n"
+        "Authorization: Token abc\r\nX-Other: 1\r\n"
+        "\r\n", size);
+
+    /* no target, no extra headers */
+
+    target.len = 0;
+    headers.len = 0;
+    ngx_str_set(&host, "h");
+
+    size = ngx_http_voice_ws_request_size(&target, &host, &headers);
+    end = ngx_http_voice_ws_request(buf, &target, &host, &key, &headers);
+
+    assert_int_equal((size_t) (end - buf), size);
+    assert_memory_equal(buf,
+        "GET / HTTP/1.1\r\nHost: h\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: " WS_KEY "\r\n\r\n", size);
+}
+
+
+static ngx_int_t
+ws_response(const char *head, ngx_http_voice_ws_response_t *r)
+{
+    u_char     buf[1024];
+    size_t     len;
+    ngx_str_t  accept;
+
+    ngx_str_set(&accept, WS_ACCEPT);
+
+    len = strlen(head);
+    assert_true(len <= sizeof(buf));
+    memcpy(buf, head, len);
+
+    return ngx_http_voice_ws_response(r, buf, len, &accept);
+}
+
+
+static void
+test_response_good(void **state)
+{
+    size_t                         len, i;
+    ngx_str_t                      accept;
+    ngx_http_voice_ws_response_t   r;
+    u_char                         buf[512];
+    static const char              frames[] = "\x81\x02hi";
+
+    (void) state;
+
+    assert_int_equal(ws_response(WS_GOOD_101, &r), NGX_OK);
+    assert_int_equal(r.status, 101);
+    assert_int_equal(r.head_len, sizeof(WS_GOOD_101) - 1);
+    assert_null(r.error);
+
+    /* every prefix short of the blank line's end is incomplete */
+
+    ngx_str_set(&accept, WS_ACCEPT);
+    len = sizeof(WS_GOOD_101) - 1;
+    memcpy(buf, WS_GOOD_101, len);
+    memcpy(buf + len, frames, sizeof(frames) - 1);
+
+    for (i = 0; i < len; i++) {
+        assert_int_equal(ngx_http_voice_ws_response(&r, buf, i, &accept),
+                         NGX_AGAIN);
+    }
+
+    /* frames right behind the head are not part of it */
+
+    assert_int_equal(ngx_http_voice_ws_response(&r, buf,
+                                                len + sizeof(frames) - 1,
+                                                &accept),
+                     NGX_OK);
+    assert_int_equal(r.head_len, len);
+
+    /* names in any case, tokens in lists, spaces, bare LF, other headers */
+
+    assert_int_equal(ws_response(
+        "HTTP/1.1 101\n"
+        "server: x\n"
+        "CONNECTION:keep-alive ,  UPGRADE\n"
+        "upgrade:\tWebSocket \n"
+        "sec-websocket-accept:   " WS_ACCEPT "  \n"
+        "Sec-WebSocket-Protocol: token\n"
+        "Sec-WebSocket-Extensions:\n"
+        "\n", &r), NGX_OK);
+    assert_int_equal(r.status, 101);
+}
+
+
+static void
+test_response_refused(void **state)
+{
+    ngx_http_voice_ws_response_t  r;
+
+    (void) state;
+
+    assert_int_equal(ws_response(
+        "HTTP/1.1 401 Unauthorized\r\n"
+        "Content-Type: application/json\r\n"
+        "Content-Length: 2\r\n\r\n{}", &r), NGX_DECLINED);
+    assert_int_equal(r.status, 401);
+    assert_int_equal(r.head_len, sizeof("HTTP/1.1 401 Unauthorized\r\n"
+        "Content-Type: application/json\r\n"
+        "Content-Length: 2\r\n\r\n") - 1);
+
+    assert_int_equal(ws_response("HTTP/1.0 500 Oops\r\n\r\n", &r),
+                     NGX_DECLINED);
+    assert_int_equal(r.status, 500);
+
+    assert_int_equal(ws_response("HTTP/1.1 200 OK\r\n\r\n", &r),
+                     NGX_DECLINED);
+    assert_int_equal(r.status, 200);
+
+    /* a refusal is still incomplete without its blank line */
+
+    assert_int_equal(ws_response("HTTP/1.1 503 Busy\r\nRetry-After: 1\r\n",
+                                 &r), NGX_AGAIN);
+}
+
+
+static void
+test_response_bad(void **state)
+{
+    ngx_uint_t                     i;
+    ngx_http_voice_ws_response_t   r;
+
+    static const struct {
+        const char  *head;
+        const char  *error;
+    } cases[] = {
+        { "HTTP/1.1 1O1 Switching\r\n\r\n", "malformed status line" },
+        { "HTTP/2 101 Switching\r\n\r\n", "malformed status line" },
+        { "ICY 101 x\r\n\r\n", "malformed status line" },
+        { "HTTP/1.1 1011\r\n\r\n", "malformed status line" },
+        { "HTTP/1.1 099 x\r\n\r\n", "malformed status line" },
+        { "HTTP/1.1 101\r\n\r\n", "no \"Upgrade: websocket\"" },
+        { "HTTP/1.0 101 x\r\n" "Upgrade: websocket\r\n"
+          "Connection: upgrade\r\n"
+          "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n\r\n",
+          "101 in an HTTP/1.0 response" },
+        { "HTTP/1.1 101 x\r\n" "Upgrade: h2c\r\n"
+          "Connection: upgrade\r\n"
+          "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n\r\n",
+          "no \"Upgrade: websocket\"" },
+        { "HTTP/1.1 101 x\r\n" "Upgrade: websockets\r\n"
+          "Connection: upgrade\r\n"
+          "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n\r\n",
+          "no \"Upgrade: websocket\"" },
+        { "HTTP/1.1 101 x\r\n" "Upgrade: websocket\r\n"
+          "Connection: keep-alive\r\n"
+          "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n\r\n",
+          "no \"Connection: upgrade\"" },
+        { "HTTP/1.1 101 x\r\n" "Upgrade: websocket\r\n"
+          "Connection: upgraded\r\n"
+          "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n\r\n",
+          "no \"Connection: upgrade\"" },
+        { "HTTP/1.1 101 x\r\n" "Upgrade: websocket\r\n"
+          "Connection: upgrade\r\n\r\n",
+          "no Sec-WebSocket-Accept" },
+        { "HTTP/1.1 101 x\r\n" "Upgrade: websocket\r\n"
+          "Connection: upgrade\r\n"
+          "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n"
+          "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n\r\n",
+          "Sec-WebSocket-Accept repeated" },
+        { "HTTP/1.1 101 x\r\n" "Upgrade: websocket\r\n"
+          "Connection: upgrade\r\n"
+          "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kydGzzhZRbK+xOO=\r\n\r\n",
+          "Sec-WebSocket-Accept does not match the key" },
+        { "HTTP/1.1 101 x\r\n" "Upgrade: websocket\r\n"
+          "Connection: upgrade\r\n"
+          "Sec-WebSocket-Accept: " WS_ACCEPT "x\r\n\r\n",
+          "Sec-WebSocket-Accept does not match the key" },
+        { "HTTP/1.1 101 x\r\n" "Upgrade: websocket\r\n"
+          "Connection: upgrade\r\n"
+          "Sec-WebSocket-Accept: " WS_ACCEPT "\r\n"
+          "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+          "an extension that was not offered" },
+        { "HTTP/1.1 101 x\r\n" "Upgrade: websocket\r\n"
+          " Connection: upgrade\r\n\r\n",
+          "folded header line" },
+        { "HTTP/1.1 101 x\r\n" "Upgrade websocket\r\n\r\n",
+          "malformed header line" },
+        { "HTTP/1.1 101 x\r\n" ": websocket\r\n\r\n",
+          "malformed header line" },
+        { "HTTP/1.1 101 x\r\n" "Up grade: websocket\r\n\r\n",
+          "malformed header name" },
+    };
+
+    (void) state;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(ws_response(cases[i].head, &r), NGX_ERROR);
+        assert_non_null(r.error);
+        assert_string_equal(r.error, cases[i].error);
+    }
+}
+
+
 int
 main(void)
 {
@@ -2152,6 +2394,10 @@ main(void)
         cmocka_unit_test(test_rule_utf8),
         cmocka_unit_test(test_rule_close_payload),
         cmocka_unit_test(test_error_sticks),
+        cmocka_unit_test(test_request),
+        cmocka_unit_test(test_response_good),
+        cmocka_unit_test(test_response_refused),
+        cmocka_unit_test(test_response_bad),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
