@@ -410,8 +410,8 @@ ngx_http_voice_stt_merge_conf(ngx_conf_t *cf, ngx_http_voice_stt_conf_t *prev,
         rv = ngx_http_voice_upstream_parse_url(cf, &conf->url,
                                                &conf->upstream);
         if (rv != NGX_CONF_OK) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"voice_stt_url\" \"%V\": %s", &conf->url, rv);
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"voice_stt_url\" %s",
+                               rv);
             return NGX_CONF_ERROR;
         }
 
@@ -428,7 +428,7 @@ ngx_http_voice_stt_merge_conf(ngx_conf_t *cf, ngx_http_voice_stt_conf_t *prev,
     rv = engine->init_conf(cf, conf);
 
     if (rv != NGX_CONF_OK && rv != NGX_CONF_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"voice_stt %s\" %s",
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"voice_stt %s\": %s",
                            engine->name, rv);
         return NGX_CONF_ERROR;
     }

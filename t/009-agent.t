@@ -282,3 +282,116 @@ VoiceFrames::expect('STARTED', 'binary 0102',
 [error]
 [alert]
 [emerg]
+
+
+
+=== TEST 15: the Deepgram URL must be a WebSocket or HTTP URL
+--- config
+    location = /voice {
+        voice;
+        voice_pipeline agent;
+        voice_stt deepgram;
+        voice_stt_url ftp://127.0.0.1/v1/listen;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"voice_stt_url" has an invalid URL "ftp:\/\/127\.0\.0\.1\/v1\/listen": it must start with ws:\/\/, wss:\/\/, http:\/\/ or https:\/\//
+--- no_error_log
+[alert]
+
+
+
+=== TEST 16: the provider's host is resolved when the configuration is read
+--- config
+    location = /voice {
+        voice;
+        voice_pipeline agent;
+        voice_stt deepgram;
+        voice_stt_url wss://stt.invalid/v1/listen;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"voice_stt_url" has an invalid URL "wss:\/\/stt\.invalid\/v1\/listen": host not found/
+--- no_error_log
+[alert]
+
+
+
+=== TEST 17: the audio format is the module's to say
+--- config
+    location = /voice {
+        voice;
+        voice_pipeline agent;
+        voice_stt deepgram;
+        voice_stt_url ws://127.0.0.1:9/v1/listen;
+        voice_stt_param encoding mulaw;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*voice_stt_param "encoding" cannot be set: the module sends encoding=linear16, sample_rate=16000 and channels=1/
+--- no_error_log
+[alert]
+
+
+
+=== TEST 18: Deepgram's booleans are true or false
+--- config
+    location = /voice {
+        voice;
+        voice_pipeline agent;
+        voice_stt deepgram;
+        voice_stt_url ws://127.0.0.1:9/v1/listen;
+        voice_stt_param interim_results yes;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*voice_stt_param: invalid value "yes" for "interim_results"/
+--- no_error_log
+[alert]
+
+
+
+=== TEST 19: utterance_end_ms needs interim results
+--- config
+    location = /voice {
+        voice;
+        voice_pipeline agent;
+        voice_stt deepgram;
+        voice_stt_url ws://127.0.0.1:9/v1/listen;
+        voice_stt_param interim_results false;
+        voice_stt_param utterance_end_ms 1000;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"voice_stt deepgram": voice_stt_param utterance_end_ms needs interim_results true/
+--- no_error_log
+[alert]
+
+
+
+=== TEST 20: a Deepgram location that is valid starts, even with no key
+--- config
+    location = /voice {
+        voice;
+        voice_pipeline agent;
+        voice_stt deepgram;
+        voice_stt_url ws://127.0.0.1:9/v1/listen;
+        voice_stt_param model $arg_model;
+    }
+    location = /ok {
+        return 200 "ok\n";
+    }
+--- request
+GET /ok
+--- error_code: 200
+--- response_body
+ok
+--- no_error_log
+[error]
+[alert]
+[emerg]
