@@ -45,7 +45,8 @@ UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
 TOOLS       := $(BUILD)/voice-bench $(BUILD)/audio-bench $(BUILD)/vad-bench
 
 .PHONY: all deps module tools unit run test test-unit test-nginx \
-        test-integration test-mock test-stt bench fuzz sphinx-probe clean
+        test-integration test-mock test-stt test-curl curl-test-module \
+        bench fuzz sphinx-probe clean
 
 all: module tools
 
@@ -85,6 +86,32 @@ $(MODULE): $(NGX_BUILD)/.configured $(MODULE_SRCS)
 	cp $(NGX_BUILD)/objs/ngx_http_voice_module.so $@.tmp
 	mv -f $@.tmp $@
 
+# A test-only module drives ngx_http_voice_curl.c from a location.  It
+# holds the same symbols as the real module, so it gets its own nginx
+# tree and is always loaded alone.
+CURL_TEST_BUILD  := $(BUILD)/nginx-curl-test
+CURL_TEST_MODULE := $(BUILD)/ngx_http_voice_curl_test_module.so
+CURL_TEST_SRCS   := t/curl/config t/curl/ngx_http_voice_curl_test_module.c \
+                    ngx_http_voice_module/ngx_http_voice_curl.c \
+                    ngx_http_voice_module/ngx_http_voice_curl.h
+
+$(CURL_TEST_BUILD)/.configured: t/curl/config | $(BUILD)/.deps
+	rm -rf $(CURL_TEST_BUILD)
+	cp -r $(NGX_SRC) $(CURL_TEST_BUILD)
+	cd $(CURL_TEST_BUILD) && source ./conf_flags && \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --with-cc-opt="-g -O2 -Wall -Werror" \
+	        --add-dynamic-module=$(CURDIR)/t/curl \
+	        > $(BUILD)/configure-curl-test.log
+	@touch $@
+
+curl-test-module: $(CURL_TEST_MODULE)
+
+$(CURL_TEST_MODULE): $(CURL_TEST_BUILD)/.configured $(CURL_TEST_SRCS)
+	$(MAKE) -s -C $(CURL_TEST_BUILD) -f objs/Makefile modules
+	cp $(CURL_TEST_BUILD)/objs/ngx_http_voice_curl_test_module.so $@.tmp
+	mv -f $@.tmp $@
+
 tools: $(TOOLS)
 
 $(BUILD)/voice-bench: tools/voice-bench.c | $(BUILD)/.deps
@@ -122,7 +149,8 @@ run: all
 # ---- tests -----------------------------------------------------------------
 
 test: all unit
-	@$(MAKE) -s test-unit test-nginx test-mock test-integration test-stt
+	@$(MAKE) -s test-unit test-nginx test-mock test-curl test-integration \
+	    test-stt
 
 # the labelled set the VAD is tuned and tested on: generated, not kept
 VAD_SET     := $(BUILD)/vad
@@ -149,6 +177,12 @@ test-nginx: all
 
 test-integration: all
 	@cd t/integration && $(PY) run.py
+
+# libcurl on the event loop, through the test-only module (VALGRIND=1
+# runs nginx under valgrind, one process)
+test-curl: $(CURL_TEST_MODULE)
+	@VOICE_CURL_NGINX=$(NGINX) VOICE_CURL_TEST_MODULE=$(CURL_TEST_MODULE) \
+	    VOICE_CURL_VALGRIND=$(VALGRIND) $(PY) t/curl/test_curl.py
 
 # speech to text against the provider mocks, over ws:// and wss://, and
 # the embedded engine
