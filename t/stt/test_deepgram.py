@@ -61,6 +61,10 @@ class Query(SttTestCase):
         mid = new_id("o")
         s = await start("/dg-params", self, mock_id=mid)
         await s.stream(silence(0.1))
+        # a session that ends while its provider is still connecting
+        # drops the connection, so wait for it to be open first
+        await records(mid, lambda recs: recs
+                      and recs[0]["handshake"]["status"] == 101)
         self.assertEqual(await s.end(), 1000)
         rec = (await records(mid, one))[0]
         p = rec["params"]
