@@ -23,17 +23,61 @@ lands in build/bench/<scenario>/result.json.
               client                                20 ms); lead <= 100 ms
   h  costs    build/audio-bench and build/vad-bench: conversion cost per
               20 ms frame for each format, VAD cost per frame
+  i  stt      agent sessions streaming to the       partial/final latency,
+              Deepgram mock (t/mock/deepgram.py):   no cross-session bleed,
+              transcripts, echo RTT beside them,    echo RTT alone and
+              memory at 100 and 1,000 sessions,     loaded, RSS per session,
+              1,000 sessions opened and closed      flat RSS
 
 usage: bench.py [--seconds S] [--soak-seconds S] [--churn N] [--workers N]
                 [--codec-seconds S] [--codec-sessions N] [--codec-budget P]
-                [--pacing-seconds S] [scenario ...]
+                [--pacing-seconds S] [--stt-seconds S] [--stt-sessions N]
+                [--stt-mem-seconds S] [--stt-mem-interval MS]
+                [--stt-churn N] [scenario ...]
 
 Scenarios are named by letter or name (default: all, in order).  The same
 settings can come from the environment: BENCH_SECONDS (a and b, default
 30), BENCH_SOAK_SECONDS (c, default 600), BENCH_CHURN (e, default 10000),
 BENCH_WORKERS (default 1), BENCH_CODEC_SECONDS (f, default 20),
 BENCH_CODEC_SESSIONS (f, default 500), BENCH_CODEC_BUDGET (f, default
-70), BENCH_PACING_SECONDS (g, default 20).
+70), BENCH_PACING_SECONDS (g, default 20), BENCH_STT_SECONDS (i,
+default 20), BENCH_STT_SESSIONS (i, default 100), BENCH_STT_MEM_SECONDS
+(i, default 10), BENCH_STT_MEM_INTERVAL (i, default 200), BENCH_STT_CHURN
+(i, default 1000).
+
+Speech-to-text (i) runs nginx with the echo at /voice and an agent
+pipeline at /dg whose Deepgram engine talks to the mock, each run with a
+fresh nginx and mock.  The mock plays a script per session: an utterance
+every 1.5 s of audio, an interim Results every 150 ms with one word more,
+then the final; every word names its session ("s17u3w2"), so each
+transcript a client gets says whose it is.  The agent sessions send
+silence in real time (build/voice-bench --listen; the local VAD then never
+ends a turn, the scripted finals do) and log each transcript event with
+the wall clock time its bytes reached this host; the mock logs the wall
+clock time it sent each message (`wall` in its records), and the two are
+joined by session and text.  The runs:
+
+  - the echo alone: 100 sessions, 20 ms frames (as a), the reference;
+  - the same echo while --stt-sessions agent sessions stream 20 ms frames
+    to the mock: partial and final latency (mock send -> client kernel
+    arrival; the figure at the generator's read beside it), the bleed
+    check (a transcript with another session's word, or one the mock did
+    not send on that session's stream, is a functional failure, and so is
+    a scripted final that never arrived), echo RTT loaded, the worker's
+    CPU (over the echo's run, both loads) and the mock's;
+  - memory: 100 agent sessions with 20 ms frames, and 1,000 with
+    --stt-mem-interval ms frames: still real time, but the mock (Python,
+    one thread, and it rewrites a JSON record per connection as audio
+    comes) cannot take 50,000 messages a second on this machine, while
+    5,000 a second it can; RSS per session as in d;
+  - --stt-churn agent sessions opened and closed, 50 at a time, 1.2 s of
+    audio each (the mock's built-in "hello" script): flat as in e.
+
+The mock, the generators and nginx share the machine: the mock's CPU is
+printed (mean and busiest second, in percent of one core), and a run
+where the mock was busy 95% of some second or more says MISSED there, as
+its figures then measure the mock.  Before nginx is stopped the run waits
+until the mock has seen every upstream connection end.
 
 The codec configurations of f: pcm16k -> pcm16k (the raw echo, matched
 byte for byte: the baseline), pcm16k -> mulaw, mulaw -> pcm16k, pcm48k ->
@@ -358,6 +402,7 @@ SCENARIOS = [
     ("f", "codecs", "memory and CPU per session, per codec configuration"),
     ("g", "pacing", "pacing of converted audio, pcm16k -> mulaw"),
     ("h", "costs", "conversion and VAD cost per 20 ms frame"),
+    ("i", "stt", "streaming speech-to-text through the Deepgram mock"),
 ]
 
 
@@ -885,7 +930,620 @@ def run_costs(letter, name, title, opts):
             "problems": problems, "result": None, "log": {}}
 
 
-RUNNERS = {"codecs": run_codecs, "pacing": run_pacing, "costs": run_costs}
+# ---- i: streaming speech-to-text against the Deepgram mock --------------
+
+MOCK = os.path.join(ROOT, "t", "mock", "deepgram.py")
+MOCK_PYTHON = "/usr/bin/python3"    # the one with python3-websockets
+STT_KEY = "bench-deepgram-key"
+
+# The scripted speech of one session: an utterance every UTTERANCE_S of
+# audio, an interim Results every INTERIM_S with one word more each time,
+# then the final (speech_final) of the utterance.  Every word names its
+# session, utterance and place, so every message a client gets is unique
+# and says whose it is.
+UTTERANCE_S = 1.5
+INTERIM_S = 0.15
+UTTERANCE_WORDS = 6
+FINAL_AT_S = 1.05
+STT_TAIL_S = 1.0        # audio without scripted events before the end
+WORD_RE = re.compile(r"^s(\d+)u\d+w\d+$")
+
+STT_CONF = """# written by tools/bench.py for the speech-to-text scenario (i)
+load_module @MODULE@;
+daemon on;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile @NOFILE@;
+pid @PREFIX@/nginx.pid;
+error_log @PREFIX@/logs/error.log notice;
+
+events {
+    worker_connections @CONNECTIONS@;
+}
+
+http {
+    access_log off;
+    client_body_temp_path @PREFIX@/temp/client_body;
+    proxy_temp_path       @PREFIX@/temp/proxy;
+    fastcgi_temp_path     @PREFIX@/temp/fastcgi;
+    uwsgi_temp_path       @PREFIX@/temp/uwsgi;
+    scgi_temp_path        @PREFIX@/temp/scgi;
+
+    server {
+        listen 127.0.0.1:@PORT@ backlog=4096;
+        server_name localhost;
+
+        location = /voice {
+            voice;
+            voice_echo_delay @DELAY_MS@ms;
+        }
+
+        location = /dg {
+            voice;
+            voice_pipeline agent;
+            voice_stt deepgram;
+            voice_stt_url ws://127.0.0.1:@MOCK_PORT@/v1/listen;
+            voice_stt_key file:@PREFIX@/deepgram.key;
+            voice_stt_param mock_script $arg_mock_script;
+            voice_stt_param mock_id $arg_mock_id;
+        }
+
+        location = /ready {
+            return 204;
+        }
+
+        location / {
+            return 404;
+        }
+    }
+}
+"""
+
+
+def stt_scripts(sessions, seconds):
+    """The mock's script library: script bN for session N, with as many
+    utterances as end (their final sent) within the first `seconds` of
+    audio.  Callers leave a quiet tail before session.end: a session that
+    ends drops what its provider says after that, by design, so a final
+    racing the end would be no fault of the module's."""
+    scripts = {}
+    utterances = max(0, int((seconds - FINAL_AT_S) / UTTERANCE_S) + 1)
+    for n in range(sessions):
+        events = []
+        for u in range(utterances):
+            base = u * UTTERANCE_S
+            words = []
+            for w in range(UTTERANCE_WORDS):
+                words.append("s%du%dw%d" % (n, u, w))
+                events.append({"at": round(base + INTERIM_S * (w + 1), 3),
+                               "type": "Results",
+                               "transcript": " ".join(words)})
+            events.append({"at": round(base + FINAL_AT_S, 3),
+                           "type": "Results", "transcript": " ".join(words),
+                           "is_final": True, "speech_final": True})
+        scripts["b%d" % n] = {"events": events}
+    return {"scripts": scripts}
+
+
+class CpuSampler:
+    """The CPU a process takes, sampled every second from /proc in a
+    thread: mean over the run and the busiest second."""
+
+    def __init__(self, pid):
+        import threading
+        self.pid = pid
+        self.samples = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def ticks(self):
+        try:
+            with open("/proc/%d/stat" % self.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf(
+                "SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def run(self):
+        while True:
+            cpu = self.ticks()
+            if cpu is not None:
+                self.samples.append((time.monotonic(), cpu))
+            if self.stop.wait(1.0):
+                return
+
+    def window(self, start, end):
+        """(mean %, peak %) of one core between two monotonic times."""
+        s = [x for x in self.samples if start <= x[0] <= end]
+        if len(s) < 2:
+            return None, None
+        peak = max(100.0 * (b[1] - a[1]) / (b[0] - a[0])
+                   for a, b in zip(s, s[1:]))
+        return 100.0 * (s[-1][1] - s[0][1]) / (s[-1][0] - s[0][0]), peak
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+
+
+class SttSetup:
+    """A fresh Deepgram mock and nginx in build/bench/stt/<key>/."""
+
+    def __init__(self, key, opts, sessions, seconds):
+        self.prefix = os.path.join(PREFIX_ROOT, "stt", key)
+        shutil.rmtree(self.prefix, ignore_errors=True)
+        for sub in ("logs", "temp", "modules"):
+            os.makedirs(os.path.join(self.prefix, sub))
+        self.state = os.path.join(self.prefix, "mock-state")
+        self.mock = None
+        self.master = None
+        self.cpu = None
+
+        with open(os.path.join(self.prefix, "deepgram.key"), "w") as f:
+            f.write(STT_KEY + "\n")
+        scripts = os.path.join(self.prefix, "scripts.json")
+        with open(scripts, "w") as f:
+            json.dump(stt_scripts(sessions, seconds), f)
+
+        self.mock_log = open(os.path.join(self.prefix, "logs", "mock.log"),
+                             "wb")
+        self.mock = subprocess.Popen(
+            [MOCK_PYTHON, MOCK, "--port", "0", "--state-dir", self.state,
+             "--key", STT_KEY, "--script", scripts],
+            stdout=subprocess.PIPE, stderr=self.mock_log)
+        ready, _, _ = select.select([self.mock.stdout], [], [], 60)
+        line = self.mock.stdout.readline().split() if ready else []
+        if len(line) != 2 or line[0] != b"READY":
+            self.close()
+            raise Failure("the Deepgram mock did not start (see %s)" %
+                          os.path.join(self.prefix, "logs", "mock.log"))
+        self.mock_port = int(line[1])
+        self.cpu = CpuSampler(self.mock.pid)
+
+        module = os.path.join(self.prefix, "modules",
+                              os.path.basename(MODULE))
+        shutil.copyfile(MODULE, module)
+        self.port = free_port()
+        values = {"MODULE": module, "PREFIX": self.prefix,
+                  "PORT": str(self.port), "MOCK_PORT": str(self.mock_port),
+                  "NOFILE": str(NOFILE), "CONNECTIONS": str(CONNECTIONS),
+                  "DELAY_MS": str(ECHO_DELAY_MS)}
+        text = STT_CONF
+        for k, v in values.items():
+            text = text.replace("@%s@" % k, v)
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(text)
+        try:
+            self.master = start_nginx(self.prefix, self.conf, self.port)
+        except Failure:
+            self.close()
+            raise
+
+    def url(self, path):
+        return "ws://127.0.0.1:%d%s" % (self.port, path)
+
+    def wait_connections(self, count, timeout):
+        """Until the mock has a record of count connections."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len([n for n in os.listdir(self.state)
+                    if n.endswith(".json")]) >= count:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def wait_finished(self, timeout):
+        """Until every connection the mock saw is over (the provider's
+        side of the closing handshakes done), so that nginx is not asked
+        to quit in the middle of them.  False if some never ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = 0
+            for name in os.listdir(self.state):
+                if name.endswith(".json"):
+                    try:
+                        with open(os.path.join(self.state, name)) as f:
+                            left += not json.load(f)["finished"]
+                    except (OSError, ValueError):
+                        left += 1
+            if left == 0:
+                return 0
+            if time.monotonic() >= deadline:
+                return left
+            time.sleep(0.5)
+
+    def close(self):
+        """Stops nginx, then the mock (which finishes its records);
+        returns the problems."""
+        problems = []
+        if self.master is not None:
+            left = self.wait_finished(30)
+            if left:
+                print("  note: %d upstream connections still open 30 s "
+                      "after the sessions ended" % left)
+            try:
+                stop_nginx(self.prefix, self.conf, self.master)
+            except Failure as e:
+                problems.append(str(e))
+            self.master = None
+            counts, bad = scan_log(self.prefix)
+            if bad:
+                problems.append("error log has %d [alert]-or-worse lines, "
+                                "first: %s" % (len(bad), bad[0]))
+            print("  error log: %s" % (", ".join(
+                "%s %d" % (k, v) for k, v in sorted(counts.items()))
+                or "no lines at notice or above"))
+        if self.cpu is not None:
+            self.cpu.close()
+        if self.mock is not None and self.mock.poll() is None:
+            self.mock.terminate()
+            try:
+                self.mock.wait(30)
+            except subprocess.TimeoutExpired:
+                self.mock.kill()
+                self.mock.wait()
+                problems.append("the mock did not exit on SIGTERM")
+        self.mock_log.close()
+        return problems
+
+    def records(self):
+        """The mock's records by mock_id."""
+        out = {}
+        for name in os.listdir(self.state):
+            if not name.endswith(".json"):
+                continue
+            with open(os.path.join(self.state, name)) as f:
+                rec = json.load(f)
+            mid = rec["mock_params"].get("mock_id")
+            out.setdefault(mid, []).append(rec)
+        return out
+
+
+def start_gen(setup, name, args, path):
+    """A voice-bench run in the background; its report goes to a file."""
+    argv = [GENERATOR] + args + ["--json", "--nginx-pid",
+                                 str(setup.master), setup.url(path)]
+    print("  $ " + " ".join(os.path.relpath(a, ROOT) if a == GENERATOR
+                            else a for a in argv), flush=True)
+    out = open(os.path.join(setup.prefix, name + ".out"), "w")
+    proc = subprocess.Popen(argv, stdout=out)
+    return proc, out, name
+
+
+def finish_gen(setup, run, timeout):
+    proc, out, name = run
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise Failure("voice-bench (%s) did not finish in time" % name)
+    finally:
+        out.close()
+    result = None
+    with open(os.path.join(setup.prefix, name + ".out")) as f:
+        for line in f:
+            if line.startswith("{"):
+                result = json.loads(line)
+    if proc.returncode >= 2 or result is None:
+        raise Failure("voice-bench (%s) exited with %d" % (
+            name, proc.returncode))
+    with open(os.path.join(setup.prefix, name + ".json"), "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    return proc.returncode, result
+
+
+def quantiles(values):
+    values = sorted(values)
+    if not values:
+        return None
+
+    def q(p):
+        return values[min(len(values) - 1, int(p * len(values)))]
+
+    return {"n": len(values), "p50": q(0.50), "p95": q(0.95),
+            "p99": q(0.99), "max": values[-1]}
+
+
+def q4(h):
+    if h is None:
+        return "n/a"
+    return "%.2f / %.2f / %.2f / %.2f" % (h["p50"], h["p95"], h["p99"],
+                                          h["max"])
+
+
+def transcript_check(path, records, sessions):
+    """Joins what the clients got (voice-bench --transcripts) with what the
+    mock sent.  Returns the latencies (ms, at kernel arrival and at read)
+    per kind, and the counts: unmatched and foreign transcripts are
+    functional failures (cross-session bleed), finals the mock sent before
+    CloseStream that never arrived too."""
+    sent = {}
+    owed_finals = {}
+    partials_sent = 0
+    for n in range(sessions):
+        mid = "b%d" % n
+        owed_finals[n] = set()
+        for rec in records.get(mid, []):
+            close_t = min([c["t"] for c in rec["control"]
+                           if c["type"] == "CloseStream"] or [1e9])
+            for m in rec["sent"]:
+                if m.get("type") != "Results" or not m.get("transcript"):
+                    continue
+                kind = "final" if m["is_final"] else "partial"
+                sent[(n, kind, m["transcript"])] = m["wall"]
+                if m["t"] < close_t:
+                    if kind == "final":
+                        owed_finals[n].add(m["transcript"])
+                    else:
+                        partials_sent += 1
+    lat = {"partial": [], "final": []}
+    lat_read = {"partial": [], "final": []}
+    foreign = []
+    unmatched = []
+    got_finals = {n: set() for n in range(sessions)}
+    with open(path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split(" ", 5)
+            if len(parts) < 6:
+                unmatched.append(line.strip())
+                continue
+            n, arrival, read, kind = (int(parts[0]), int(parts[1]),
+                                      int(parts[2]), parts[3])
+            text = parts[5]
+            for word in text.split():
+                m = WORD_RE.match(word.strip(".,!?").lower())
+                if not m or int(m.group(1)) != n:
+                    foreign.append("session %d got %r" % (n, text))
+                    break
+            wall = sent.get((n, kind, text))
+            if wall is None:
+                unmatched.append("session %d: %s %r" % (n, kind, text))
+                continue
+            lat[kind].append((arrival / 1e9 - wall) * 1000)
+            lat_read[kind].append((read / 1e9 - wall) * 1000)
+            if kind == "final" and n in got_finals:
+                got_finals[n].add(text)
+    missing = sum(len(owed_finals[n] - got_finals[n]) for n in owed_finals)
+    return {"latency": {k: quantiles(v) for k, v in lat.items()},
+            "latency_read": {k: quantiles(v) for k, v in lat_read.items()},
+            "partials_sent": partials_sent,
+            "partials_got": len(lat["partial"]),
+            "finals_owed": sum(len(v) for v in owed_finals.values()),
+            "finals_missing": missing,
+            "foreign": foreign, "unmatched": unmatched}
+
+
+def gen_problems(label, code, r):
+    """Functional failures a generator reported."""
+    if not code:
+        return []
+    return ["%s: voice-bench reported a functional failure (%d sessions "
+            "failed, %d frames lost, %d protocol errors, %d STT errors)" % (
+                label, r["sessions_failed"], r["frames_lost"],
+                r["protocol_errors"], r.get("stt_errors", 0))]
+
+
+def mock_cpu_row(label, mean, peak):
+    if mean is None:
+        return (label, "n/a", "-", None)
+    return (label, "%.0f%% of a core, busiest second %.0f%%" % (mean, peak),
+            "< %d%%" % SATURATED_PCT, peak < SATURATED_PCT)
+
+
+def run_stt(letter, name, title, opts):
+    print("\n(%s) %s: %s" % (letter, name, title), flush=True)
+    print("  nginx (1 worker), the Deepgram mock (Python, one thread) and "
+          "the generators share this %d-core machine" % (
+              os.cpu_count() or 0), flush=True)
+    rows = []
+    problems = []
+    results = {}
+    n = opts.stt_sessions
+    seconds = opts.stt_seconds
+    query = "mock_script=b{n}&mock_id=b{n}"
+
+    def step(label, fn):
+        print("\n  -- %s" % label, flush=True)
+        try:
+            fn()
+        except Failure as e:
+            problems.append("%s: %s" % (label, e))
+            print("  FAILURE: %s" % e)
+
+    # 1. the echo alone: the reference
+    echo_args = ["-n", "100", "-d", "%g" % seconds, "-r", "200"]
+
+    def echo_alone():
+        setup = SttSetup("echo-alone", opts, 0, 0)
+        try:
+            code, r = finish_gen(setup, start_gen(
+                setup, "echo", echo_args, "/voice"), seconds + 60)
+            results["echo_alone"] = r
+            problems.extend(gen_problems("echo alone", code, r))
+        finally:
+            problems.extend(setup.close())
+
+    # 2. the same echo while agent sessions stream to the mock
+    def echo_with_stt():
+        setup = SttSetup("stt%d" % n, opts, n, seconds + 4 - STT_TAIL_S)
+        try:
+            transcripts = os.path.join(setup.prefix, "transcripts.txt")
+            listen = start_gen(setup, "listen", [
+                "--listen", "-n", "%d" % n, "-d", "%g" % (seconds + 4),
+                "-r", "200", "--query", query, "--transcripts",
+                transcripts, "--rss-every", "1"], "/dg")
+            if not setup.wait_connections(n, 30):
+                raise Failure("the mock did not see %d connections" % n)
+            t0 = time.monotonic()
+            echo = start_gen(setup, "echo", echo_args, "/voice")
+            ecode, er = finish_gen(setup, echo, seconds + 60)
+            t1 = time.monotonic()
+            lcode, lr = finish_gen(setup, listen, seconds + 60)
+            results["echo_with_stt"] = er
+            results["listen"] = lr
+            results["mock_cpu"] = setup.cpu.window(t0, t1)
+            problems.extend(gen_problems("echo with STT", ecode, er))
+            problems.extend(gen_problems("agent sessions", lcode, lr))
+        finally:
+            problems.extend(setup.close())
+        check = transcript_check(transcripts, setup.records(), n)
+        results["transcripts"] = check
+        if check["foreign"]:
+            problems.append("cross-session bleed: %d transcripts with "
+                            "another session's words, first: %s" % (
+                                len(check["foreign"]), check["foreign"][0]))
+        if check["unmatched"]:
+            problems.append("%d transcripts the mock never sent on that "
+                            "session's stream, first: %s" % (
+                                len(check["unmatched"]),
+                                check["unmatched"][0]))
+        if check["finals_missing"]:
+            problems.append("%d of %d finals never reached the client" % (
+                check["finals_missing"], check["finals_owed"]))
+
+    # 4. memory per agent session, and over sessions opened and closed
+    def memory(sessions, interval, ramp):
+        def run():
+            frame = int(32 * interval)       # pcm16k: 32 bytes a ms
+            setup = SttSetup("mem%d" % sessions, opts, sessions,
+                             opts.stt_mem_seconds - STT_TAIL_S)
+            try:
+                t0 = time.monotonic()
+                code, r = finish_gen(setup, start_gen(
+                    setup, "listen", [
+                        "--listen", "-n", "%d" % sessions,
+                        "-d", "%g" % opts.stt_mem_seconds, "-r", ramp,
+                        "-i", "%g" % interval, "-s", "%d" % frame,
+                        "--query", query, "--rss-every", "1"], "/dg"),
+                    opts.stt_mem_seconds + 90)
+                results["mem%d" % sessions] = r
+                results["mem%d_mock_cpu" % sessions] = setup.cpu.window(
+                    t0, time.monotonic())
+                problems.extend(gen_problems("memory, %d sessions" %
+                                             sessions, code, r))
+            finally:
+                problems.extend(setup.close())
+        return run
+
+    def churn():
+        setup = SttSetup("churn", opts, 0, 0)
+        try:
+            t0 = time.monotonic()
+            code, r = finish_gen(setup, start_gen(setup, "churn", [
+                "--listen", "--churn", "%d" % opts.stt_churn, "-n", "50",
+                "--churn-frames", "60", "--query", "mock_script=hello",
+                "--rss-every", "5"], "/dg"), 120 + opts.stt_churn / 10.0)
+            results["churn"] = r
+            results["churn_mock_cpu"] = setup.cpu.window(t0,
+                                                         time.monotonic())
+            problems.extend(gen_problems("churn", code, r))
+        finally:
+            problems.extend(setup.close())
+
+    step("echo alone: 100 sessions on /voice, 20 ms frames, %g s" % seconds,
+         echo_alone)
+    step("the same echo while %d agent sessions stream to the mock "
+         "(/dg, 20 ms frames in real time)" % n, echo_with_stt)
+    step("memory: 100 agent sessions, 20 ms frames", memory(100, 20, "200"))
+    step("memory: 1,000 agent sessions, %g ms frames" % opts.stt_mem_interval,
+         memory(1000, opts.stt_mem_interval, "500"))
+    step("%d agent sessions opened and closed, 50 at a time, 1.2 s of "
+         "audio each" % opts.stt_churn, churn)
+
+    rows.extend(stt_rows(results, n, opts))
+    print()
+    print_rows(rows)
+    for p in problems:
+        print("  FAILURE: " + p)
+    return {"letter": letter, "name": name, "rows": rows,
+            "problems": problems, "result": results, "log": {}}
+
+
+def stt_rows(res, n, opts):
+    rows = []
+    check = res.get("transcripts")
+    if check:
+        rows.append(("partial latency p50/p95/p99/max ms",
+                     q4(check["latency"]["partial"]), "-", None))
+        rows.append(("  at the generator's read", q4(
+            check["latency_read"]["partial"]), "-", None))
+        rows.append(("final latency p50/p95/p99/max ms",
+                     q4(check["latency"]["final"]), "-", None))
+        rows.append(("  transcripts: partials got / sent, finals",
+                     "%d / %d, %d of %d" % (
+                         check["partials_got"], check["partials_sent"],
+                         check["finals_owed"] - check["finals_missing"],
+                         check["finals_owed"]),
+                     "all finals", check["finals_missing"] == 0))
+        rows.append(("  cross-session bleed (n=%d)" % n,
+                     "%d foreign, %d unmatched" % (
+                         len(check["foreign"]), len(check["unmatched"])),
+                     "0", not check["foreign"] and not check["unmatched"]))
+    alone = res.get("echo_alone")
+    loaded = res.get("echo_with_stt")
+    for label, r in (("echo RTT alone p50/p95/p99/max", alone),
+                     ("echo RTT with %d STT sessions" % n, loaded)):
+        if r is None:
+            continue
+        rows.append((label, q4(r["rtt_arrival_ms"]), "-", None))
+        rows.append(("  worker CPU, generator lag p99", "%.0f%%, %.2f ms" % (
+            r.get("server_cpu_pct", 0), r["lag_ms"]["p99"]), "-", None))
+    lr = res.get("listen")
+    if lr:
+        rows.append(("  agent generator lag p99 / max, CPU",
+                     "%.2f / %.2f ms, %.0f%%" % (
+                         lr["lag_ms"]["p99"], lr["lag_ms"]["max"],
+                         lr["gen_cpu_pct"]), "-", None))
+    if res.get("mock_cpu"):
+        rows.append(mock_cpu_row("  Deepgram mock CPU (n=%d)" % n,
+                                 *res["mock_cpu"]))
+    for key, label in (("mem100", "n=100, 20 ms frames"),
+                       ("mem1000", "n=1000, %g ms frames" %
+                        opts.stt_mem_interval)):
+        r = res.get(key)
+        if r is None:
+            continue
+        per = r["rss_per_session_kib"]
+        anon = r["rss_anon_per_session_kib"]
+        rows.append(("RSS per agent session, %s" % label,
+                     "%s KiB (anon %s)" % (
+                         "%.1f" % per if per is not None else "n/a",
+                         "%.1f" % anon if anon is not None else "n/a"),
+                     "-", None))
+        rows.append(("  worker CPU while all streamed",
+                     "%.0f%% of a core" % r["server_cpu_streaming_pct"]
+                     if r.get("server_cpu_streaming_pct") is not None
+                     else "n/a", "-", None))
+        if res.get(key + "_mock_cpu"):
+            rows.append(mock_cpu_row("  Deepgram mock CPU",
+                                     *res[key + "_mock_cpu"]))
+    r = res.get("churn")
+    if r:
+        kib = r["rss_kib"]
+        rows.append(("churn %d: RSS before / after 10%% / after" %
+                     opts.stt_churn, "%s / %s / %s KiB" % (
+                         kib["before"], kib["warm"], kib["after"]),
+                     "-", None))
+        if kib["warm"] is not None and kib["after"] is not None:
+            growth = kib["after"] - kib["warm"]
+            rows.append(("  RSS growth after warm-up", "%d KiB" % growth,
+                         "<= %d KiB" % CHURN_FLAT_KIB,
+                         growth <= CHURN_FLAT_KIB))
+        rows.append(("  sessions ok / failed, transcripts", "%d / %d, %d "
+                     "partial %d final" % (
+                         r["sessions_ok"], r["sessions_failed"],
+                         r["transcript_partials"], r["transcript_finals"]),
+                     "0 failed", r["sessions_failed"] == 0))
+    return rows
+
+
+RUNNERS = {"codecs": run_codecs, "pacing": run_pacing, "costs": run_costs,
+           "stt": run_stt}
 
 
 def print_table(outcomes):
@@ -909,8 +1567,9 @@ def parse_options(argv):
     parser = argparse.ArgumentParser(
         description="the standard load scenarios (see the file's header)")
     parser.add_argument("scenarios", nargs="*",
-                        help="letters or names: a b c d e f g h, rtt100 "
-                             "rtt1000 soak mem churn codecs pacing costs "
+                        help="letters or names: a b c d e f g h i, "
+                             "rtt100 rtt1000 soak mem churn codecs pacing "
+                             "costs stt "
                              "(default: all)")
     parser.add_argument("--seconds", type=float,
                         default=env_number("BENCH_SECONDS", 30),
@@ -941,6 +1600,26 @@ def parse_options(argv):
                         default=env_number("BENCH_PACING_SECONDS", 20),
                         help="streaming time of each run of g "
                              "(BENCH_PACING_SECONDS, 20)")
+    parser.add_argument("--stt-seconds", type=float,
+                        default=env_number("BENCH_STT_SECONDS", 20),
+                        help="streaming time of the RTT runs of i "
+                             "(BENCH_STT_SECONDS, 20)")
+    parser.add_argument("--stt-sessions", type=int,
+                        default=int(env_number("BENCH_STT_SESSIONS", 100)),
+                        help="agent sessions beside the echo in i "
+                             "(BENCH_STT_SESSIONS, 100)")
+    parser.add_argument("--stt-mem-seconds", type=float,
+                        default=env_number("BENCH_STT_MEM_SECONDS", 10),
+                        help="streaming time of the memory runs of i "
+                             "(BENCH_STT_MEM_SECONDS, 10)")
+    parser.add_argument("--stt-mem-interval", type=float,
+                        default=env_number("BENCH_STT_MEM_INTERVAL", 200),
+                        help="ms of audio per frame of the 1,000-session "
+                             "memory run of i (BENCH_STT_MEM_INTERVAL, 200)")
+    parser.add_argument("--stt-churn", type=int,
+                        default=int(env_number("BENCH_STT_CHURN", 1000)),
+                        help="agent sessions opened and closed in i "
+                             "(BENCH_STT_CHURN, 1000)")
     opts = parser.parse_args(argv)
 
     chosen = []

@@ -139,6 +139,12 @@
 #define VB_OPT_START           264
 #define VB_OPT_DIALECT         265
 #define VB_OPT_COUNT           266
+#define VB_OPT_LISTEN          267
+#define VB_OPT_QUERY           268
+#define VB_OPT_TRANSCRIPTS     269
+
+#define VB_LISTEN_END          (5 * VB_NSEC)   /* session.end to closed */
+#define VB_REQUEST_MAX         4096
 
 
 typedef struct vb_thread_s   vb_thread_t;
@@ -177,6 +183,14 @@ typedef struct {
     uint64_t                 info_other;
     uint64_t                 shutdown;
     uint64_t                 send_blocked;
+
+    /* agent sessions (--listen) */
+    uint64_t                 partials;
+    uint64_t                 finals;
+    uint64_t                 states_other; /* listening, transcribing */
+    uint64_t                 stt_errors;
+    uint64_t                 audio_unexpected;
+
     vb_hist_t                rtt;      /* added round trip, at read */
     vb_hist_t                arrival;  /* the same, at kernel arrival */
     vb_hist_t                lag;      /* generator lateness per frame */
@@ -304,6 +318,12 @@ typedef struct {
     unsigned                 json:1;
     unsigned                 verbose:1;
     unsigned                 frame_size_set:1;
+
+    /* agent sessions: silence in, transcripts out */
+    unsigned                 listen:1;
+    const char              *query;    /* "{n}": the session's number */
+    FILE                    *transcripts;
+    u_char                  *silence;
 
     /* the formats and the dialect */
     unsigned                 dialect;
@@ -1191,6 +1211,15 @@ vb_send_audio(vb_session_t *s)
         return vb_send_tone(s);
     }
 
+    if (vb_conf.listen) {
+        /* the speech recogniser is scripted: only the amount counts */
+        s->seq++;
+        s->last_send = vb_now();
+
+        return vb_send_frame(s, VB_WS_BINARY, vb_conf.silence,
+                             vb_conf.frame_size);
+    }
+
     size = vb_conf.frame_size;
     p = s->thread->scratch;
     mask = (uint32_t) vb_rand(s->thread);
@@ -1290,7 +1319,7 @@ vb_session_finish(vb_session_t *s, int64_t now)
             st->out_extra += s->received - expected - VB_OUT_SLACK;
         }
 
-    } else if (s->received < s->seq) {
+    } else if (!vb_conf.listen && s->received < s->seq) {
         st->frames_lost += s->seq - s->received;
     }
 
@@ -1327,12 +1356,69 @@ vb_session_finish(vb_session_t *s, int64_t now)
 }
 
 
+/*
+ * The request target: the URL's path, then --query with each "{n}" the
+ * session's number, so that every session can name its own script.
+ */
+
+static int
+vb_session_path(vb_session_t *s, char *buf, size_t size)
+{
+    int          n;
+    size_t       len;
+    const char  *q;
+
+    len = strlen(vb_conf.path);
+
+    if (len >= size) {
+        return VB_ERROR;
+    }
+
+    memcpy(buf, vb_conf.path, len + 1);
+
+    if (vb_conf.query == NULL) {
+        return VB_OK;
+    }
+
+    if (len + 1 >= size) {
+        return VB_ERROR;
+    }
+
+    buf[len++] = strchr(vb_conf.path, '?') ? '&' : '?';
+
+    for (q = vb_conf.query; *q; q++) {
+
+        if (strncmp(q, "{n}", 3) == 0) {
+            n = snprintf(buf + len, size - len, "%" PRIu64, s->id);
+            if (n < 0 || (size_t) n >= size - len) {
+                return VB_ERROR;
+            }
+
+            len += (size_t) n;
+            q += 2;
+            continue;
+        }
+
+        if (len + 1 >= size) {
+            return VB_ERROR;
+        }
+
+        buf[len++] = *q;
+    }
+
+    buf[len] = '\0';
+
+    return VB_OK;
+}
+
+
 static int
 vb_session_open(vb_session_t *s, int64_t now)
 {
     int                  fd, one;
     u_char               raw[16];
     char                 key[32];
+    char                 path[VB_REQUEST_MAX / 2];
     struct epoll_event   ev;
 
     if (vb_stop
@@ -1394,12 +1480,16 @@ vb_session_open(vb_session_t *s, int64_t now)
     s->out.pos = 0;
     s->out.last = 0;
 
-    if (vb_buf_reserve(&s->out, 1024) != VB_OK) {
+    if (vb_buf_reserve(&s->out, VB_REQUEST_MAX) != VB_OK) {
         return vb_session_fail(s, "out of memory");
     }
 
+    if (vb_session_path(s, path, sizeof(path)) != VB_OK) {
+        return vb_session_fail(s, "the request path is too long");
+    }
+
     /* phone gateways offer no subprotocol */
-    s->out.last = (size_t) snprintf((char *) s->out.data, 1024,
+    s->out.last = (size_t) snprintf((char *) s->out.data, VB_REQUEST_MAX,
                       "GET %s HTTP/1.1\r\n"
                       "Host: %s\r\n"
                       "Upgrade: websocket\r\n"
@@ -1409,7 +1499,7 @@ vb_session_open(vb_session_t *s, int64_t now)
                       "%s"
                       "User-Agent: voice-bench\r\n"
                       "\r\n",
-                      vb_conf.path, vb_conf.authority, key,
+                      path, vb_conf.authority, key,
                       vb_conf.dialect == VB_DIALECT_VOICE
                       ? "Sec-WebSocket-Protocol: voice.v1\r\n" : "");
 
@@ -1478,9 +1568,15 @@ vb_stream_end(vb_session_t *s, int64_t now)
     /* a gateway confirms no playback once the call is over */
     s->nmarks = 0;
 
-    /* every echo is due by last_send + delay; a second more is grace */
-    vb_timer_set(s, (s->seq ? s->last_send : now) + vb_conf.delay
-                    + VB_END_GRACE);
+    if (vb_conf.listen) {
+        /* the last transcripts come once the provider has answered */
+        vb_timer_set(s, now + VB_LISTEN_END);
+
+    } else {
+        /* every echo is due by last_send + delay; a second more is grace */
+        vb_timer_set(s, (s->seq ? s->last_send : now) + vb_conf.delay
+                        + VB_END_GRACE);
+    }
 
     switch (vb_conf.dialect) {
 
@@ -1664,6 +1760,12 @@ vb_session_timer(vb_session_t *s, int64_t now)
     case VB_ENDING:
         if (vb_conf.dialect == VB_DIALECT_VONAGE) {
             return vb_hang_up(s);
+        }
+
+        if (vb_conf.listen) {
+            return vb_session_fail(s, "no close within %lld s of "
+                                   "session.end",
+                                   (long long) (VB_LISTEN_END / VB_NSEC));
         }
 
         return vb_session_fail(s, "no close within echo delay + 1 s of the "
@@ -1926,6 +2028,59 @@ vb_json_string(const u_char *p, size_t len, const char *key, char *out,
 
 /* inbound: messages */
 
+/*
+ * A transcript event of an agent session: counted, and logged with the
+ * wall clock time it reached this host, so that whoever wrote the
+ * provider's side (on the same host) can tell how long it took.
+ */
+
+static int
+vb_transcript_received(vb_session_t *s, const char *type, const u_char *p,
+    size_t len, int64_t now)
+{
+    char              text[VB_TEXT_MAX];
+    int64_t           arrival, read;
+    const u_char     *q;
+    unsigned long     turn;
+    struct timespec   ts;
+
+    if (s->state != VB_STREAMING && s->state != VB_ENDING) {
+        vb_session_fault(s, "%s before the session listens", type);
+        return VB_OK;
+    }
+
+    if (type[11] == 'p') {
+        s->thread->stats.partials++;
+
+    } else {
+        s->thread->stats.finals++;
+    }
+
+    if (vb_conf.transcripts == NULL) {
+        return VB_OK;
+    }
+
+    if (vb_json_string(p, len, "text", text, sizeof(text)) != VB_OK) {
+        vb_session_fault(s, "%s without a text: %.*s", type,
+                         (int) (len > 200 ? 200 : len), p);
+        return VB_OK;
+    }
+
+    q = memmem(p, len, "\"turn\":", 7);
+    turn = q ? strtoul((const char *) q + 7, NULL, 10) : 0;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    read = (int64_t) ts.tv_sec * VB_NSEC + ts.tv_nsec;
+    arrival = read - (now - s->arrival);
+
+    /* one line a message; stdio locks the stream for the threads */
+    fprintf(vb_conf.transcripts, "%" PRIu64 " %" PRId64 " %" PRId64
+            " %s %lu %s\n", s->id, arrival, read, type + 11, turn, text);
+
+    return VB_OK;
+}
+
+
 static int
 vb_text_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
 {
@@ -1967,14 +2122,23 @@ vb_text_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
             return VB_OK;
         }
 
-        if (strcmp(value, "streaming") == 0) {
-
-            if (s->state != VB_STARTING || !s->started) {
-                vb_session_fault(s, "unexpected state streaming");
+        if (strcmp(value, vb_conf.listen ? "listening" : "streaming") == 0
+            && s->state == VB_STARTING)
+        {
+            if (!s->started) {
+                vb_session_fault(s, "unexpected state %s", value);
                 return VB_OK;
             }
 
             return vb_stream_start(s, now);
+        }
+
+        if (vb_conf.listen
+            && (strcmp(value, "listening") == 0
+                || strcmp(value, "transcribing") == 0))
+        {
+            st->states_other++;
+            return VB_OK;
         }
 
         if (strcmp(value, "closed") == 0) {
@@ -1987,7 +2151,8 @@ vb_text_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
             return VB_OK;
         }
 
-        vb_session_fault(s, "unexpected state \"%s\" in echo", value);
+        vb_session_fault(s, "unexpected state \"%s\" in %s", value,
+                         vb_conf.listen ? "an agent session" : "echo");
 
         return VB_OK;
     }
@@ -2031,9 +2196,20 @@ vb_text_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
             value[0] = '\0';
         }
 
+        if (strcmp(value, "STT_FAIL") == 0) {
+            st->stt_errors++;
+        }
+
         vb_session_fault(s, "server error %s: %s", value, message);
 
         return VB_OK;
+    }
+
+    if (vb_conf.listen
+        && (strcmp(type, "transcript.partial") == 0
+            || strcmp(type, "transcript.final") == 0))
+    {
+        return vb_transcript_received(s, type, p, len, now);
     }
 
     vb_session_fault(s, "unexpected message: %.*s",
@@ -2052,6 +2228,13 @@ vb_echo_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
     vb_stats_t  *st;
 
     st = &s->thread->stats;
+
+    if (vb_conf.listen) {
+        /* the agent has nothing to say yet */
+        st->audio_unexpected++;
+        vb_session_fault(s, "audio from an agent session (%zu bytes)", len);
+        return VB_OK;
+    }
 
     if (s->state != VB_STREAMING && s->state != VB_ENDING) {
         vb_session_fault(s, "audio frame before the session streams");
@@ -3016,6 +3199,17 @@ vb_usage(FILE *f)
         "      --count            count output frames instead of matching\n"
         "                         them with what was sent (implied by a\n"
         "                         conversion or a phone dialect)\n"
+        "      --listen           agent sessions: expect state listening,\n"
+        "                         send silence (pcm16k, -s bytes a frame)\n"
+        "                         in real time, expect no audio back and\n"
+        "                         count transcript.partial and .final\n"
+        "      --query Q          append Q to each request's query, every\n"
+        "                         \"{n}\" in it replaced by the session's\n"
+        "                         number (0, 1, ...)\n"
+        "      --transcripts FILE with --listen, write a line per transcript\n"
+        "                         event: session, arrival and read time\n"
+        "                         (CLOCK_REALTIME ns), partial or final,\n"
+        "                         turn, text\n"
         "      --json             print one JSON summary line\n"
         "  -v, --verbose          print every problem and info event\n"
         "      --self-test        check the handshake digest and exit\n"
@@ -3483,9 +3677,10 @@ vb_self_test(void)
 static int
 vb_options(int argc, char **argv)
 {
-    int       c;
-    double    v;
-    unsigned  i;
+    int          c;
+    double       v;
+    unsigned     i;
+    const char  *transcripts;
 
     static const struct option  options[] = {
         { "sessions",     required_argument, NULL, 'n' },
@@ -3504,6 +3699,9 @@ vb_options(int argc, char **argv)
         { "start",        required_argument, NULL, VB_OPT_START },
         { "dialect",      required_argument, NULL, VB_OPT_DIALECT },
         { "count",        no_argument,       NULL, VB_OPT_COUNT },
+        { "listen",       no_argument,       NULL, VB_OPT_LISTEN },
+        { "query",        required_argument, NULL, VB_OPT_QUERY },
+        { "transcripts",  required_argument, NULL, VB_OPT_TRANSCRIPTS },
         { "json",         no_argument,       NULL, VB_OPT_JSON },
         { "verbose",      no_argument,       NULL, 'v' },
         { "self-test",    no_argument,       NULL, VB_OPT_SELF_TEST },
@@ -3521,6 +3719,7 @@ vb_options(int argc, char **argv)
     vb_conf.rss_every = 10 * VB_NSEC;
     vb_conf.in_enc = VB_ENC_PCM;
     vb_conf.in_rate = 16000;
+    transcripts = NULL;
 
     while ((c = getopt_long(argc, argv, "n:s:i:d:D:r:t:vh", options, NULL))
            != -1)
@@ -3660,6 +3859,18 @@ vb_options(int argc, char **argv)
             vb_conf.count = 1;
             break;
 
+        case VB_OPT_LISTEN:
+            vb_conf.listen = 1;
+            break;
+
+        case VB_OPT_QUERY:
+            vb_conf.query = optarg;
+            break;
+
+        case VB_OPT_TRANSCRIPTS:
+            transcripts = optarg;
+            break;
+
         case VB_OPT_JSON:
             vb_conf.json = 1;
             break;
@@ -3690,6 +3901,39 @@ vb_options(int argc, char **argv)
 
     if (vb_audio_setup() != VB_OK) {
         return VB_ERROR;
+    }
+
+    if (vb_conf.listen) {
+        if (vb_conf.count || vb_conf.in_rate != 16000
+            || vb_conf.in_enc != VB_ENC_PCM)
+        {
+            fprintf(stderr, "voice-bench: --listen sends pcm16k in "
+                    "voice.v1 and expects no output\n");
+            return VB_ERROR;
+        }
+
+        vb_conf.silence = calloc(1, vb_conf.frame_size);
+        if (vb_conf.silence == NULL) {
+            fprintf(stderr, "voice-bench: out of memory\n");
+            return VB_ERROR;
+        }
+    }
+
+    if (transcripts) {
+        if (!vb_conf.listen) {
+            fprintf(stderr, "voice-bench: --transcripts needs --listen\n");
+            return VB_ERROR;
+        }
+
+        vb_conf.transcripts = fopen(transcripts, "w");
+        if (vb_conf.transcripts == NULL) {
+            fprintf(stderr, "voice-bench: %s: %s\n", transcripts,
+                    strerror(errno));
+            return VB_ERROR;
+        }
+
+        /* written from the I/O loops: a large buffer keeps them off disk */
+        (void) setvbuf(vb_conf.transcripts, NULL, _IOFBF, 1 << 20);
     }
 
     if (vb_conf.churn && vb_conf.sessions > vb_conf.churn) {
@@ -3824,6 +4068,12 @@ vb_report_json(vb_result_t *r, int ok)
            st->buffer_full, st->info_other, st->shutdown, st->frames_late,
            st->send_blocked);
 
+    printf("\"listen\":%s,\"transcript_partials\":%" PRIu64 ","
+           "\"transcript_finals\":%" PRIu64 ",\"states_other\":%" PRIu64
+           ",\"stt_errors\":%" PRIu64 ",\"audio_unexpected\":%" PRIu64 ",",
+           vb_conf.listen ? "true" : "false", st->partials, st->finals,
+           st->states_other, st->stt_errors, st->audio_unexpected);
+
     printf("\"dialect\":\"%s\",\"input\":\"%s\",\"output\":\"%s\","
            "\"counted\":%s,\"input_frame_bytes\":%zu,"
            "\"output_frame_bytes\":%zu,",
@@ -3945,6 +4195,13 @@ vb_report_text(vb_result_t *r, int ok)
                (double) vb_conf.duration / VB_NSEC,
                (double) vb_conf.delay / VB_MSEC, vb_conf.threads,
                vb_conf.threads > 1 ? "s" : "");
+    }
+
+    if (vb_conf.listen) {
+        printf("  transcripts     %" PRIu64 " partial, %" PRIu64 " final; "
+               "STT errors %" PRIu64 ", audio back %" PRIu64 "\n",
+               st->partials, st->finals, st->stt_errors,
+               st->audio_unexpected);
     }
 
     printf("  sessions        %" PRIu64 " ok, %" PRIu64 " failed\n",
@@ -4390,6 +4647,11 @@ main(int argc, char **argv)
         r.stats.info_other += t->stats.info_other;
         r.stats.shutdown += t->stats.shutdown;
         r.stats.send_blocked += t->stats.send_blocked;
+        r.stats.partials += t->stats.partials;
+        r.stats.finals += t->stats.finals;
+        r.stats.states_other += t->stats.states_other;
+        r.stats.stt_errors += t->stats.stt_errors;
+        r.stats.audio_unexpected += t->stats.audio_unexpected;
 
         r.stats.out_expected += t->stats.out_expected;
         r.stats.out_extra += t->stats.out_extra;
@@ -4415,6 +4677,12 @@ main(int argc, char **argv)
     }
 
     ok = vb_ok(&r);
+
+    if (vb_conf.transcripts && fclose(vb_conf.transcripts) != 0) {
+        fprintf(stderr, "voice-bench: writing the transcripts: %s\n",
+                strerror(errno));
+        ok = 0;
+    }
 
     if (vb_conf.json) {
         vb_report_json(&r, ok);

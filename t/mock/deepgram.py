@@ -564,8 +564,10 @@ class Session:
     async def send_json(self, obj, summary):
         if self.closing or self.dropped:
             return
+        # the wall clock too: a client on this host can time the trip
+        wall = round(time.time(), 6)
         await self.ws.send(json.dumps(obj, **self.json_kw))
-        entry = {"t": self.rec.t(), "type": obj.get("type")}
+        entry = {"t": self.rec.t(), "wall": wall, "type": obj.get("type")}
         entry.update(summary)
         self.rec.data["sent"].append(entry)
         self.rec.touch()
@@ -730,8 +732,10 @@ class Session:
     async def send_text(self, text, kind):
         if self.closing or self.dropped:
             return
+        wall = round(time.time(), 6)
         await self.ws.send(text)
-        self.rec.data["sent"].append({"t": self.rec.t(), "type": None,
+        self.rec.data["sent"].append({"t": self.rec.t(), "wall": wall,
+                                      "type": None,
                                       "kind": kind, "text": text[:200]})
         self.rec.touch()
 
