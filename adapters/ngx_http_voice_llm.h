@@ -81,6 +81,23 @@ struct ngx_http_voice_llm_message_s {
 };
 
 
+/* a tool call of the reply under way */
+typedef struct {
+    ngx_str_t                        id;
+    ngx_str_t                        name;
+    ngx_str_t                        arguments;
+    ngx_str_t                        result;
+    void                            *handle;       /* the subrequest */
+    ngx_http_voice_llm_tool_t       *tool;         /* NULL: unknown */
+    void                            *llm;
+    unsigned                         done:1;
+    unsigned                         failed:1;
+} ngx_http_voice_llm_call_t;
+
+
+#define NGX_HTTP_VOICE_LLM_MAX_CALLS  8
+
+
 typedef struct {
     const char  *name;
 
@@ -121,6 +138,13 @@ struct ngx_http_voice_llm_s {
     ngx_event_t                         first_timer;
     ngx_event_t                         total_timer;
     ngx_event_t                         retry_timer;
+    ngx_http_voice_llm_message_t       *input;     /* the next user turn */
+    ngx_uint_t                          last_turn;
+    ngx_http_voice_llm_call_t           calls[NGX_HTTP_VOICE_LLM_MAX_CALLS];
+    ngx_uint_t                          ncalls;
+    ngx_uint_t                          calls_left;
+    const char                         *error_code;
+    const char                         *error;
     unsigned                            streaming:1;   /* engine started */
     unsigned                            answered:1;    /* a token went out */
     unsigned                            closed:1;
@@ -161,6 +185,35 @@ ngx_int_t ngx_http_voice_llm_done(ngx_http_voice_llm_t *llm,
  */
 ngx_int_t ngx_http_voice_llm_failed(ngx_http_voice_llm_t *llm,
     ngx_uint_t retryable, const char *message);
+
+
+/* the session's side */
+ngx_http_voice_llm_t *ngx_http_voice_llm_open(
+    ngx_http_voice_llm_conf_t *conf, void *session, ngx_http_request_t *r);
+ngx_int_t ngx_http_voice_llm_user_turn(ngx_http_voice_llm_t *llm,
+    ngx_uint_t turn, u_char *text, size_t len);
+ngx_int_t ngx_http_voice_llm_think(ngx_http_voice_llm_t *llm);
+ngx_int_t ngx_http_voice_llm_delta(ngx_http_voice_llm_t *llm, u_char *data,
+    size_t len);
+ngx_int_t ngx_http_voice_llm_run_tools(ngx_http_voice_llm_t *llm);
+ngx_int_t ngx_http_voice_llm_tools_done(ngx_http_voice_llm_t *llm);
+ngx_int_t ngx_http_voice_llm_finish(ngx_http_voice_llm_t *llm);
+ngx_int_t ngx_http_voice_llm_interrupt(ngx_http_voice_llm_t *llm,
+    const char *reason);
+ngx_int_t ngx_http_voice_llm_error(ngx_http_voice_llm_t *llm);
+
+
+/* configuration */
+void ngx_http_voice_llm_create_conf(ngx_http_voice_llm_conf_t *conf);
+char *ngx_http_voice_llm_merge_conf(ngx_conf_t *cf,
+    ngx_http_voice_llm_conf_t *prev, ngx_http_voice_llm_conf_t *conf,
+    ngx_uint_t agent, ngx_uint_t serves);
+char *ngx_http_voice_llm_engine_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_voice_llm_temperature_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_voice_llm_key_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 #endif /* _NGX_HTTP_VOICE_LLM_H_INCLUDED_ */

@@ -26,8 +26,6 @@ static void ngx_http_voice_stt_assign_turn(ngx_http_voice_stt_t *stt);
 static ngx_int_t ngx_http_voice_stt_event(ngx_http_voice_stt_t *stt,
     ngx_http_voice_event_e event, ngx_str_t *text);
 static void ngx_http_voice_stt_cleanup(void *data);
-static char *ngx_http_voice_stt_read_key(ngx_conf_t *cf, ngx_str_t *spec,
-    ngx_str_t *key);
 
 
 static const ngx_http_voice_stt_engine_t  *ngx_http_voice_stt_engines[] = {
@@ -547,7 +545,7 @@ ngx_http_voice_stt_key_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    return ngx_http_voice_stt_read_key(cf, &value[1], &stt->key);
+    return ngx_http_voice_read_key(cf, &value[1], &stt->key);
 }
 
 
@@ -557,8 +555,8 @@ ngx_http_voice_stt_key_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  * master: nginx clears the workers' environment.
  */
 
-static char *
-ngx_http_voice_stt_read_key(ngx_conf_t *cf, ngx_str_t *spec, ngx_str_t *key)
+char *
+ngx_http_voice_read_key(ngx_conf_t *cf, ngx_str_t *spec, ngx_str_t *key)
 {
     u_char           *env, *last, *c;
     ssize_t           n;

@@ -17,6 +17,7 @@
 #include "ngx_http_voice_audio.h"
 #include "ngx_http_voice_vad.h"
 #include "ngx_http_voice_curl.h"
+#include "ngx_http_voice_tool.h"
 
 
 /* nginx 1.22 has no name for it */
@@ -107,6 +108,22 @@ static ngx_http_voice_bounds_t  ngx_http_voice_retries_bounds = {
 
 static ngx_http_voice_bounds_t  ngx_http_voice_decoders_bounds = {
     ngx_http_voice_check_bounds, 1, 64, "decoders"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_history_bounds = {
+    ngx_http_voice_check_bounds, 0, 1000, "turns"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_tokens_bounds = {
+    ngx_http_voice_check_bounds, 1, 1000000, "tokens"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_rate_bounds = {
+    ngx_http_voice_check_bounds, 1, 10000, "tokens per second"
+};
+
+static ngx_http_voice_bounds_t  ngx_http_voice_reply_bounds = {
+    ngx_http_voice_check_bounds, 256, 32 * 1024, "bytes"
 };
 
 static ngx_http_voice_bounds_t  ngx_http_voice_interval_bounds = {
@@ -351,6 +368,111 @@ static ngx_command_t  ngx_http_voice_commands[] = {
       offsetof(ngx_http_voice_loc_conf_t, ssl_trusted_certificate),
       NULL },
 
+    { ngx_string("voice_llm"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_voice_llm_engine_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm),
+      NULL },
+
+    { ngx_string("voice_llm_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.url),
+      NULL },
+
+    { ngx_string("voice_llm_model"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.model),
+      NULL },
+
+    { ngx_string("voice_llm_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_voice_llm_key_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm),
+      NULL },
+
+    { ngx_string("voice_llm_system"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.system),
+      NULL },
+
+    { ngx_string("voice_llm_history"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.history),
+      &ngx_http_voice_history_bounds },
+
+    { ngx_string("voice_llm_max_tokens"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.max_tokens),
+      &ngx_http_voice_tokens_bounds },
+
+    { ngx_string("voice_llm_temperature"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_voice_llm_temperature_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm),
+      NULL },
+
+    { ngx_string("voice_llm_first_token_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.first_token_timeout),
+      &ngx_http_voice_timeout_bounds },
+
+    { ngx_string("voice_llm_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.timeout),
+      &ngx_http_voice_timeout_bounds },
+
+    { ngx_string("voice_llm_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.retries),
+      &ngx_http_voice_retries_bounds },
+
+    { ngx_string("voice_llm_rate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.rate),
+      &ngx_http_voice_rate_bounds },
+
+    { ngx_string("voice_llm_max_text"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.max_text),
+      &ngx_http_voice_reply_bounds },
+
+    { ngx_string("voice_tool"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE3,
+      ngx_http_voice_tool_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.tools),
+      NULL },
+
+    { ngx_string("voice_tool_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, llm.tool_timeout),
+      &ngx_http_voice_timeout_bounds },
+
     { ngx_string("voice_stt_model"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -378,7 +500,7 @@ static ngx_command_t  ngx_http_voice_commands[] = {
 
 static ngx_http_module_t  ngx_http_voice_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_voice_tool_init,              /* postconfiguration */
 
     ngx_http_voice_create_main_conf,       /* create main configuration */
     ngx_http_voice_init_main_conf,         /* init main configuration */
@@ -932,6 +1054,7 @@ ngx_http_voice_create_loc_conf(ngx_conf_t *cf)
     conf->ssl_verify = NGX_CONF_UNSET;
 
     ngx_http_voice_stt_create_conf(&conf->stt);
+    ngx_http_voice_llm_create_conf(&conf->llm);
 
     return conf;
 }
@@ -1004,6 +1127,17 @@ ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (ngx_http_voice_stt_merge_conf(cf, &prev->stt, &conf->stt, agent,
                                       serves, &conf->ssl_trusted_certificate)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    conf->llm.connect_timeout = conf->upstream_connect_timeout;
+    conf->llm.ssl_verify = conf->ssl_verify;
+    conf->llm.ssl_trusted_certificate = conf->ssl_trusted_certificate;
+
+    if (ngx_http_voice_llm_merge_conf(cf, &prev->llm, &conf->llm, agent,
+                                      serves)
         != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;

@@ -14,6 +14,7 @@
 #include <ngx_thread_pool.h>
 
 #include "ngx_http_voice_stt.h"
+#include "ngx_http_voice_llm.h"
 
 
 #define NGX_HTTP_VOICE_PIPELINE_ECHO   1
@@ -62,10 +63,16 @@ typedef struct {
     ngx_flag_t          ssl_verify;
     ngx_str_t           ssl_trusted_certificate;
     ngx_http_voice_stt_conf_t  stt;
+    ngx_http_voice_llm_conf_t  llm;
 } ngx_http_voice_loc_conf_t;
 
 
 extern ngx_module_t  ngx_http_voice_module;
+
+
+/* a provider key from "env:NAME" or "file:PATH" */
+char *ngx_http_voice_read_key(ngx_conf_t *cf, ngx_str_t *spec,
+    ngx_str_t *key);
 
 
 /*

@@ -21,7 +21,9 @@ typedef struct {
 
 
 static void ngx_http_voice_protocol_native(json_t *root,
-    ngx_http_voice_message_t *m);
+    ngx_http_voice_message_t *m, u_char *buf, size_t cap);
+static void ngx_http_voice_protocol_text(json_t *root,
+    ngx_http_voice_message_t *m, u_char *buf, size_t cap);
 static void ngx_http_voice_protocol_twilio(json_t *root,
     ngx_http_voice_message_t *m, u_char *audio, size_t audio_cap);
 static void ngx_http_voice_protocol_twilio_start(json_t *root,
@@ -76,6 +78,8 @@ ngx_http_voice_protocol_decode(ngx_uint_t dialect, const u_char *data,
     m->audio = NULL;
     m->audio_len = 0;
     m->mark_len = 0;
+    m->text = NULL;
+    m->text_len = 0;
     m->digit = 0;
     m->reason[0] = '\0';
 
@@ -102,7 +106,7 @@ ngx_http_voice_protocol_decode(ngx_uint_t dialect, const u_char *data,
         break;
 
     default: /* NGX_HTTP_VOICE_DIALECT_VOICE */
-        ngx_http_voice_protocol_native(root, m);
+        ngx_http_voice_protocol_native(root, m, audio, audio_cap);
     }
 
 done:
@@ -112,7 +116,8 @@ done:
 
 
 static void
-ngx_http_voice_protocol_native(json_t *root, ngx_http_voice_message_t *m)
+ngx_http_voice_protocol_native(json_t *root, ngx_http_voice_message_t *m,
+    u_char *buf, size_t cap)
 {
     json_t                 *type;
     const char             *name;
@@ -144,6 +149,43 @@ ngx_http_voice_protocol_native(json_t *root, ngx_http_voice_message_t *m)
     if (m->event == NGX_HTTP_VOICE_EV_SESSION_START) {
         (void) ngx_http_voice_protocol_start(root, m);
     }
+
+    if (m->event == NGX_HTTP_VOICE_EV_TEXT_INPUT) {
+        ngx_http_voice_protocol_text(root, m, buf, cap);
+    }
+}
+
+
+/* text.input: the user's turn as text, copied out of the JSON */
+
+static void
+ngx_http_voice_protocol_text(json_t *root, ngx_http_voice_message_t *m,
+    u_char *buf, size_t cap)
+{
+    size_t   n;
+    json_t  *text;
+
+    text = json_object_get(root, "text");
+
+    if (!json_is_string(text) || json_string_length(text) == 0) {
+        m->event = NGX_HTTP_VOICE_EV_BAD_MESSAGE;
+        ngx_http_voice_protocol_reason(m, "text.input needs a non-empty "
+                                       "\"text\" string");
+        return;
+    }
+
+    n = json_string_length(text);
+
+    if (n > cap) {
+        m->event = NGX_HTTP_VOICE_EV_BAD_MESSAGE;
+        ngx_http_voice_protocol_reason(m, "text.input text is too long");
+        return;
+    }
+
+    ngx_memcpy(buf, json_string_value(text), n);
+
+    m->text = buf;
+    m->text_len = n;
 }
 
 
@@ -690,6 +732,71 @@ ngx_http_voice_protocol_transcript(u_char *buf, size_t size,
                   "type", final ? "transcript.final" : "transcript.partial",
                   "turn", (int) turn,
                   "text", (char *) text->data, text->len),
+        buf, size);
+}
+
+
+size_t
+ngx_http_voice_protocol_delta(u_char *buf, size_t size, ngx_uint_t turn,
+    ngx_str_t *text)
+{
+    return ngx_http_voice_protocol_dump(
+        json_pack("{s:s, s:i, s:s%}", "type", "response.text.delta",
+                  "turn", (int) turn,
+                  "delta", (char *) text->data, text->len),
+        buf, size);
+}
+
+
+size_t
+ngx_http_voice_protocol_reply(u_char *buf, size_t size, ngx_uint_t turn,
+    ngx_str_t *text)
+{
+    return ngx_http_voice_protocol_dump(
+        json_pack("{s:s, s:i, s:s%}", "type", "response.text.done",
+                  "turn", (int) turn,
+                  "text", (char *) text->data, text->len),
+        buf, size);
+}
+
+
+size_t
+ngx_http_voice_protocol_interrupted(u_char *buf, size_t size,
+    ngx_uint_t turn, const char *reason, ngx_str_t *spoken)
+{
+    return ngx_http_voice_protocol_dump(
+        json_pack("{s:s, s:i, s:s, s:s%}", "type", "response.interrupted",
+                  "turn", (int) turn, "reason", reason,
+                  "spoken_text", (char *) spoken->data, spoken->len),
+        buf, size);
+}
+
+
+/*
+ * tool.call and tool.result: arguments and results are JSON when they
+ * parse as JSON, and strings otherwise
+ */
+
+size_t
+ngx_http_voice_protocol_tool(u_char *buf, size_t size, ngx_uint_t result,
+    ngx_uint_t turn, ngx_str_t *id, ngx_str_t *name, ngx_str_t *value)
+{
+    json_t  *v;
+
+    v = json_loadb((char *) value->data, value->len,
+                   JSON_DECODE_ANY|JSON_ALLOW_NUL, NULL);
+
+    if (v == NULL) {
+        v = json_stringn((char *) value->data, value->len);
+    }
+
+    return ngx_http_voice_protocol_dump(
+        json_pack("{s:s, s:i, s:s%, s:s%, s:o?}",
+                  "type", result ? "tool.result" : "tool.call",
+                  "turn", (int) turn,
+                  "id", (char *) id->data, id->len,
+                  "name", (char *) name->data, name->len,
+                  result ? "result" : "arguments", v),
         buf, size);
 }
 

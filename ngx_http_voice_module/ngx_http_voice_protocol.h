@@ -35,6 +35,8 @@ typedef struct {
     size_t                   mark_len;     /* MARK */
     u_char                   mark[NGX_HTTP_VOICE_MAX_MARK];
     u_char                   digit;        /* DTMF */
+    u_char                  *text;         /* TEXT_INPUT */
+    size_t                   text_len;
     char                     reason[128];  /* BAD_MESSAGE, BAD_FORMAT */
 } ngx_http_voice_message_t;
 
@@ -66,6 +68,15 @@ size_t ngx_http_voice_protocol_speech(u_char *buf, size_t size,
     ngx_uint_t started, ngx_uint_t turn, uint64_t audio_ms);
 size_t ngx_http_voice_protocol_transcript(u_char *buf, size_t size,
     ngx_uint_t final, ngx_uint_t turn, ngx_str_t *text);
+size_t ngx_http_voice_protocol_delta(u_char *buf, size_t size,
+    ngx_uint_t turn, ngx_str_t *text);
+size_t ngx_http_voice_protocol_reply(u_char *buf, size_t size,
+    ngx_uint_t turn, ngx_str_t *text);
+size_t ngx_http_voice_protocol_interrupted(u_char *buf, size_t size,
+    ngx_uint_t turn, const char *reason, ngx_str_t *spoken);
+size_t ngx_http_voice_protocol_tool(u_char *buf, size_t size,
+    ngx_uint_t result, ngx_uint_t turn, ngx_str_t *id, ngx_str_t *name,
+    ngx_str_t *value);
 
 /* Twilio's outbound messages; stream is the streamSid */
 size_t ngx_http_voice_protocol_twilio_media(u_char *buf, size_t size,

@@ -565,10 +565,13 @@ ngx_http_voice_session_event(ngx_http_voice_session_t *s,
 
     /*
      * The client follows every change but the last: that one is a close.
-     * An event raised by an action reports its own change.
+     * An event raised by an action reports its own change, and a change
+     * it overtook is not reported after it.
      */
 
-    if (t->next != prev && t->next != NGX_HTTP_VOICE_ST_CLOSED) {
+    if (t->next != prev && t->next != NGX_HTTP_VOICE_ST_CLOSED
+        && s->state == t->next)
+    {
         n = ngx_http_voice_protocol_state(buf, sizeof(buf),
                                           ngx_http_voice_state_name(t->next));
 
@@ -706,10 +709,48 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
         return ngx_http_voice_session_listen(s);
 
     case NGX_HTTP_VOICE_ACT_PARTIAL:
+        return ngx_http_voice_stt_send(s->stt, 0, in->data, in->len);
+
     case NGX_HTTP_VOICE_ACT_FINAL:
-        return ngx_http_voice_stt_send(s->stt,
-                                       action == NGX_HTTP_VOICE_ACT_FINAL,
-                                       in->data, in->len);
+        if (ngx_http_voice_stt_send(s->stt, 1, in->data, in->len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        /* the turn's text is the language model's cue */
+
+        return s->llm ? ngx_http_voice_llm_user_turn(s->llm, s->stt->turn,
+                                                     in->data, in->len)
+                      : NGX_OK;
+
+    case NGX_HTTP_VOICE_ACT_TEXT_TURN:
+        return s->llm ? ngx_http_voice_llm_user_turn(s->llm, s->turn,
+                                                     in->msg->text,
+                                                     in->msg->text_len)
+                      : NGX_OK;
+
+    case NGX_HTTP_VOICE_ACT_THINK:
+        return ngx_http_voice_llm_think(s->llm);
+
+    case NGX_HTTP_VOICE_ACT_DELTA:
+        return ngx_http_voice_llm_delta(s->llm, in->data, in->len);
+
+    case NGX_HTTP_VOICE_ACT_TOOL:
+        return ngx_http_voice_llm_run_tools(s->llm);
+
+    case NGX_HTTP_VOICE_ACT_TOOL_RESULT:
+        return ngx_http_voice_llm_tools_done(s->llm);
+
+    case NGX_HTTP_VOICE_ACT_REPLY_DONE:
+        return ngx_http_voice_llm_finish(s->llm);
+
+    case NGX_HTTP_VOICE_ACT_CANCEL_REPLY:
+        return s->llm ? ngx_http_voice_llm_interrupt(s->llm,
+                            (event == NGX_HTTP_VOICE_EV_USER_TURN)
+                            ? "barge_in" : "cancel")
+                      : NGX_OK;
+
+    case NGX_HTTP_VOICE_ACT_ERROR_LLM:
+        return ngx_http_voice_llm_error(s->llm);
 
     case NGX_HTTP_VOICE_ACT_ERROR_STT:
         return ngx_http_voice_session_error(s, "STT_FAIL",
@@ -769,6 +810,19 @@ ngx_http_voice_session_started(ngx_http_voice_session_t *s,
 static ngx_int_t
 ngx_http_voice_session_listen(ngx_http_voice_session_t *s)
 {
+    if (s->conf->llm.engine != NGX_HTTP_VOICE_LLM_OFF) {
+        s->llm = ngx_http_voice_llm_open(&s->conf->llm, s, s->request);
+
+        if (s->llm == NULL) {
+            s->fail = 1;
+            (void) ngx_http_voice_session_error(s, "INTERNAL",
+                       "the language model could not be set up", 0);
+            (void) ngx_http_voice_session_close(s,
+                       NGX_HTTP_VOICE_WS_INTERNAL, "internal error");
+            return NGX_ERROR;
+        }
+    }
+
     if (s->conf->stt.engine == NGX_HTTP_VOICE_STT_OFF) {
         return NGX_OK;
     }

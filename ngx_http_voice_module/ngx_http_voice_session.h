@@ -58,6 +58,7 @@ typedef struct {
     size_t                       utterance_size;   /* client bytes */
     ngx_uint_t                   turn;
     ngx_http_voice_stt_t        *stt;        /* NULL: nobody transcribes */
+    ngx_http_voice_llm_t        *llm;        /* NULL: nobody answers */
 
     /* audio out: PCM16 16 kHz -> client rate -> paced frames */
     ngx_http_voice_resampler_t   out_rate;

@@ -69,7 +69,8 @@ static const ngx_http_voice_transition_t
     ON(LISTENING,    COMMIT,         LISTENING,    A(END_TURN)),
     ON(LISTENING,    MUTE,           LISTENING,    A(MUTE)),
     ON(LISTENING,    UNMUTE,         LISTENING,    A(UNMUTE)),
-    ON(LISTENING,    TEXT_INPUT,     LISTENING,    A(NONE)),
+    ON(LISTENING,    TEXT_INPUT,     LISTENING,    A(TEXT_TURN)),
+    ON(LISTENING,    USER_TURN,      THINKING,     A(THINK)),
     ON(LISTENING,    CANCEL,         LISTENING,    A(CANCEL)),
     ON(LISTENING,    MARK,           LISTENING,    A(MARK)),
     ON(LISTENING,    DTMF,           LISTENING,    A(DTMF)),
@@ -98,7 +99,8 @@ static const ngx_http_voice_transition_t
                                                    A(END_TURN)),
     ON(TRANSCRIBING, MUTE,           TRANSCRIBING, A(MUTE)),
     ON(TRANSCRIBING, UNMUTE,         TRANSCRIBING, A(UNMUTE)),
-    ON(TRANSCRIBING, TEXT_INPUT,     TRANSCRIBING, A(NONE)),
+    ON(TRANSCRIBING, TEXT_INPUT,     TRANSCRIBING, A(TEXT_TURN)),
+    ON(TRANSCRIBING, USER_TURN,      THINKING,     A(THINK)),
     ON(TRANSCRIBING, CANCEL,         TRANSCRIBING, A(CANCEL)),
     ON(TRANSCRIBING, MARK,           TRANSCRIBING, A(MARK)),
     ON(TRANSCRIBING, DTMF,           TRANSCRIBING, A(DTMF)),
@@ -116,6 +118,46 @@ static const ngx_http_voice_transition_t
     ON(TRANSCRIBING, SESSION_END,    CLOSED,       A(CLOSE_NORMAL)),
 
     /*
+     * a reply streams; the user may go on speaking (their audio still
+     * goes to the STT), and a new turn or response.cancel stops it
+     */
+
+    ON(THINKING,     AUDIO,          THINKING,     A(AUDIO)),
+    ON(THINKING,     SPEECH_STARTED, THINKING,     A(SPEECH)),
+    ON(THINKING,     SPEECH_ENDED,   THINKING,     A(SPEECH), A(END_TURN)),
+    ON(THINKING,     COMMIT,         THINKING,     A(END_TURN)),
+    ON(THINKING,     MAX_DURATION,   THINKING,     A(FAIL_DURATION),
+                                                   A(END_TURN)),
+    ON(THINKING,     TRANSCRIPT_PARTIAL, THINKING, A(PARTIAL)),
+    ON(THINKING,     TRANSCRIPT_FINAL, THINKING,   A(FINAL)),
+    ON(THINKING,     TEXT_INPUT,     THINKING,     A(TEXT_TURN)),
+    ON(THINKING,     USER_TURN,      THINKING,     A(CANCEL_REPLY),
+                                                   A(THINK)),
+    ON(THINKING,     LLM_TOKEN,      THINKING,     A(DELTA)),
+    ON(THINKING,     LLM_TOOL_CALL,  THINKING,     A(TOOL)),
+    ON(THINKING,     TOOL_DONE,      THINKING,     A(TOOL_RESULT)),
+    ON(THINKING,     LLM_DONE,       LISTENING,    A(REPLY_DONE)),
+    ON(THINKING,     LLM_FAILED,     LISTENING,    A(ERROR_LLM)),
+    ON(THINKING,     LLM_TIMEOUT,    LISTENING,    A(ERROR_LLM)),
+    ON(THINKING,     CANCEL,         LISTENING,    A(CANCEL),
+                                                   A(CANCEL_REPLY)),
+    ON(THINKING,     STT_SPEECH,     THINKING,     A(NONE)),
+    ON(THINKING,     STT_ERROR,      THINKING,     A(ERROR_STT)),
+    ON(THINKING,     STT_FAILED,     CLOSED,       A(ERROR_STT),
+                                                   A(CLOSE_INTERNAL)),
+    ON(THINKING,     MUTE,           THINKING,     A(MUTE)),
+    ON(THINKING,     UNMUTE,         THINKING,     A(UNMUTE)),
+    ON(THINKING,     MARK,           THINKING,     A(MARK)),
+    ON(THINKING,     DTMF,           THINKING,     A(DTMF)),
+    ON(THINKING,     NOTICE,         THINKING,     A(NONE)),
+    ON(THINKING,     SESSION_START,  THINKING,     A(REJECT)),
+    ON(THINKING,     AGENT_START,    THINKING,     A(REJECT)),
+    ON(THINKING,     BAD_FORMAT,     THINKING,     A(REJECT)),
+    ON(THINKING,     BAD_MESSAGE,    THINKING,     A(REJECT)),
+    ON(THINKING,     SESSION_END,    CLOSED,       A(CANCEL_REPLY),
+                                                   A(CLOSE_NORMAL)),
+
+    /*
      * closing: whatever still arrives is dropped; a flush that takes too
      * long, or nginx quitting, cuts it short
      */
@@ -128,6 +170,13 @@ static const ngx_http_voice_transition_t
     ON(CLOSED,       STT_SPEECH,     CLOSED,       A(NONE)),
     ON(CLOSED,       STT_ERROR,      CLOSED,       A(NONE)),
     ON(CLOSED,       STT_FAILED,     CLOSED,       A(NONE)),
+    ON(CLOSED,       USER_TURN,      CLOSED,       A(NONE)),
+    ON(CLOSED,       LLM_TOKEN,      CLOSED,       A(NONE)),
+    ON(CLOSED,       LLM_TOOL_CALL,  CLOSED,       A(NONE)),
+    ON(CLOSED,       TOOL_DONE,      CLOSED,       A(NONE)),
+    ON(CLOSED,       LLM_DONE,       CLOSED,       A(NONE)),
+    ON(CLOSED,       LLM_FAILED,     CLOSED,       A(NONE)),
+    ON(CLOSED,       LLM_TIMEOUT,    CLOSED,       A(NONE)),
     ON(CLOSED,       COMMIT,         CLOSED,       A(NONE)),
     ON(CLOSED,       MUTE,           CLOSED,       A(NONE)),
     ON(CLOSED,       UNMUTE,         CLOSED,       A(NONE)),
@@ -164,6 +213,7 @@ static const ngx_http_voice_transition_t  ngx_http_voice_invalid[ST(MAX)] = {
     [ST(STREAMING)]    = { ST(STREAMING),    { A(ERROR_INVALID) } },
     [ST(LISTENING)]    = { ST(LISTENING),    { A(ERROR_INVALID) } },
     [ST(TRANSCRIBING)] = { ST(TRANSCRIBING), { A(ERROR_INVALID) } },
+    [ST(THINKING)]     = { ST(THINKING),     { A(ERROR_INVALID) } },
     [ST(CLOSED)]       = { ST(CLOSED),       { A(ERROR_INVALID) } },
 };
 
@@ -174,6 +224,7 @@ static const char  *ngx_http_voice_state_names[ST(MAX)] = {
     [ST(STREAMING)]       = "streaming",
     [ST(LISTENING)]       = "listening",
     [ST(TRANSCRIBING)]    = "transcribing",
+    [ST(THINKING)]        = "thinking",
     [ST(CLOSED)]          = "closed",
 };
 
@@ -204,6 +255,13 @@ static const char  *ngx_http_voice_event_names[EV(MAX)] = {
     [EV(STT_SPEECH)]      = "STT_SPEECH",
     [EV(STT_ERROR)]       = "STT_ERROR",
     [EV(STT_FAILED)]      = "STT_FAILED",
+    [EV(USER_TURN)]       = "USER_TURN",
+    [EV(LLM_TOKEN)]       = "LLM_TOKEN",
+    [EV(LLM_TOOL_CALL)]   = "LLM_TOOL_CALL",
+    [EV(TOOL_DONE)]       = "TOOL_DONE",
+    [EV(LLM_DONE)]        = "LLM_DONE",
+    [EV(LLM_FAILED)]      = "LLM_FAILED",
+    [EV(LLM_TIMEOUT)]     = "LLM_TIMEOUT",
 };
 
 
@@ -233,6 +291,14 @@ static const char  *ngx_http_voice_action_names[A(MAX)] = {
     [A(FINAL)]            = "FINAL",
     [A(ERROR_STT)]        = "ERROR_STT",
     [A(CLOSE_INTERNAL)]   = "CLOSE_INTERNAL",
+    [A(TEXT_TURN)]        = "TEXT_TURN",
+    [A(THINK)]            = "THINK",
+    [A(DELTA)]            = "DELTA",
+    [A(TOOL)]             = "TOOL",
+    [A(TOOL_RESULT)]      = "TOOL_RESULT",
+    [A(REPLY_DONE)]       = "REPLY_DONE",
+    [A(CANCEL_REPLY)]     = "CANCEL_REPLY",
+    [A(ERROR_LLM)]        = "ERROR_LLM",
 };
 
 

@@ -23,6 +23,7 @@ typedef enum {
     NGX_HTTP_VOICE_ST_STREAMING,
     NGX_HTTP_VOICE_ST_LISTENING,
     NGX_HTTP_VOICE_ST_TRANSCRIBING,
+    NGX_HTTP_VOICE_ST_THINKING,
     NGX_HTTP_VOICE_ST_CLOSED,
     NGX_HTTP_VOICE_ST_MAX
 } ngx_http_voice_state_e;
@@ -54,6 +55,13 @@ typedef enum {
     NGX_HTTP_VOICE_EV_STT_SPEECH,        /* the STT heard speech begin */
     NGX_HTTP_VOICE_EV_STT_ERROR,         /* the STT failed and goes on */
     NGX_HTTP_VOICE_EV_STT_FAILED,        /* the STT gave up */
+    NGX_HTTP_VOICE_EV_USER_TURN,         /* a turn's text: the LLM's cue */
+    NGX_HTTP_VOICE_EV_LLM_TOKEN,         /* a piece of the reply */
+    NGX_HTTP_VOICE_EV_LLM_TOOL_CALL,     /* the model calls a tool */
+    NGX_HTTP_VOICE_EV_TOOL_DONE,         /* ... and the calls came back */
+    NGX_HTTP_VOICE_EV_LLM_DONE,          /* the reply is complete */
+    NGX_HTTP_VOICE_EV_LLM_FAILED,        /* it failed, retries are over */
+    NGX_HTTP_VOICE_EV_LLM_TIMEOUT,       /* it took too long */
     NGX_HTTP_VOICE_EV_MAX
 } ngx_http_voice_event_e;
 
@@ -84,6 +92,14 @@ typedef enum {
     NGX_HTTP_VOICE_ACT_FINAL,            /* transcript.final */
     NGX_HTTP_VOICE_ACT_ERROR_STT,        /* error STT_FAIL */
     NGX_HTTP_VOICE_ACT_CLOSE_INTERNAL,   /* close 1011 */
+    NGX_HTTP_VOICE_ACT_TEXT_TURN,        /* text.input as a user turn */
+    NGX_HTTP_VOICE_ACT_THINK,            /* start the reply */
+    NGX_HTTP_VOICE_ACT_DELTA,            /* response.text.delta */
+    NGX_HTTP_VOICE_ACT_TOOL,             /* tool.call, and run it */
+    NGX_HTTP_VOICE_ACT_TOOL_RESULT,      /* tool.result, the reply goes on */
+    NGX_HTTP_VOICE_ACT_REPLY_DONE,       /* response.text.done, memory */
+    NGX_HTTP_VOICE_ACT_CANCEL_REPLY,     /* response.interrupted */
+    NGX_HTTP_VOICE_ACT_ERROR_LLM,        /* error LLM_FAIL or LLM_TIMEOUT */
     NGX_HTTP_VOICE_ACT_MAX
 } ngx_http_voice_action_e;
 

@@ -53,15 +53,12 @@ typedef struct {
 #define INVALID(state, event)                                                \
     ROW(state, event, state, A(ERROR_INVALID))
 
-/* the same messages mean the same in the three states of a live session */
+/* the same messages mean the same in every state of a live session */
 #define LIVE(state)                                                          \
     ROW(state, SESSION_START, state, A(REJECT)),                             \
     ROW(state, AUDIO, state, A(AUDIO)),                                      \
     ROW(state, MUTE, state, A(MUTE)),                                        \
     ROW(state, UNMUTE, state, A(UNMUTE)),                                    \
-    ROW(state, TEXT_INPUT, state, A(NONE)),                                  \
-    ROW(state, CANCEL, state, A(CANCEL)),                                    \
-    ROW(state, SESSION_END, CLOSED, A(CLOSE_NORMAL)),                        \
     ROW(state, BAD_MESSAGE, state, A(REJECT)),                               \
     ROW(state, BAD_FORMAT, state, A(REJECT)),                                \
     ROW(state, NOTICE, state, A(NONE)),                                      \
@@ -81,6 +78,20 @@ typedef struct {
     ROW(state, STT_ERROR, state, A(ERROR_STT)),                              \
     ROW(state, STT_FAILED, CLOSED, A(ERROR_STT), A(CLOSE_INTERNAL))
 
+/* ... where no reply is under way */
+#define IDLE(state)                                                          \
+    ROW(state, CANCEL, state, A(CANCEL)),                                    \
+    ROW(state, SESSION_END, CLOSED, A(CLOSE_NORMAL))
+
+/* the language model's events where no reply is under way */
+#define NO_REPLY(state)                                                      \
+    INVALID(state, LLM_TOKEN),                                               \
+    INVALID(state, LLM_TOOL_CALL),                                           \
+    INVALID(state, TOOL_DONE),                                               \
+    INVALID(state, LLM_DONE),                                                \
+    INVALID(state, LLM_FAILED),                                              \
+    INVALID(state, LLM_TIMEOUT)
+
 /* ... and in those that do not: nothing listens there to report */
 #define DEAF(state)                                                          \
     INVALID(state, TRANSCRIPT_PARTIAL),                                      \
@@ -97,6 +108,8 @@ static const test_state_row_t  test_state_expected[] = {
     ROW(CONNECTED, SESSION_START, STREAMING, A(SEND_STARTED)),
     ROW(CONNECTED, AGENT_START, LISTENING, A(SEND_STARTED), A(LISTEN)),
     DEAF(CONNECTED),
+    NO_REPLY(CONNECTED),
+    INVALID(CONNECTED, USER_TURN),
     FIRST_BAD(AUDIO),
     FIRST_BAD(COMMIT),
     FIRST_BAD(MUTE),
@@ -128,6 +141,10 @@ static const test_state_row_t  test_state_expected[] = {
     INVALID(STREAMING, MAX_DURATION),
     ROW(STREAMING, AGENT_START, STREAMING, A(REJECT)),
     DEAF(STREAMING),
+    IDLE(STREAMING),
+    NO_REPLY(STREAMING),
+    ROW(STREAMING, TEXT_INPUT, STREAMING, A(NONE)),
+    INVALID(STREAMING, USER_TURN),
 
     /* between two utterances */
 
@@ -137,6 +154,10 @@ static const test_state_row_t  test_state_expected[] = {
     INVALID(LISTENING, SPEECH_ENDED),
     INVALID(LISTENING, MAX_DURATION),
     HEARING(LISTENING),
+    IDLE(LISTENING),
+    NO_REPLY(LISTENING),
+    ROW(LISTENING, TEXT_INPUT, LISTENING, A(TEXT_TURN)),
+    ROW(LISTENING, USER_TURN, THINKING, A(THINK)),
 
     /* the user speaks: silence, input.commit or a cap ends the turn */
 
@@ -147,6 +168,29 @@ static const test_state_row_t  test_state_expected[] = {
         A(END_TURN)),
     INVALID(TRANSCRIBING, SPEECH_STARTED),
     HEARING(TRANSCRIBING),
+    IDLE(TRANSCRIBING),
+    NO_REPLY(TRANSCRIBING),
+    ROW(TRANSCRIBING, TEXT_INPUT, TRANSCRIBING, A(TEXT_TURN)),
+    ROW(TRANSCRIBING, USER_TURN, THINKING, A(THINK)),
+
+    /* a reply streams: the user is still heard; a new turn replaces it */
+
+    LIVE(THINKING),
+    HEARING(THINKING),
+    ROW(THINKING, SPEECH_STARTED, THINKING, A(SPEECH)),
+    ROW(THINKING, SPEECH_ENDED, THINKING, A(SPEECH), A(END_TURN)),
+    ROW(THINKING, COMMIT, THINKING, A(END_TURN)),
+    ROW(THINKING, MAX_DURATION, THINKING, A(FAIL_DURATION), A(END_TURN)),
+    ROW(THINKING, TEXT_INPUT, THINKING, A(TEXT_TURN)),
+    ROW(THINKING, USER_TURN, THINKING, A(CANCEL_REPLY), A(THINK)),
+    ROW(THINKING, LLM_TOKEN, THINKING, A(DELTA)),
+    ROW(THINKING, LLM_TOOL_CALL, THINKING, A(TOOL)),
+    ROW(THINKING, TOOL_DONE, THINKING, A(TOOL_RESULT)),
+    ROW(THINKING, LLM_DONE, LISTENING, A(REPLY_DONE)),
+    ROW(THINKING, LLM_FAILED, LISTENING, A(ERROR_LLM)),
+    ROW(THINKING, LLM_TIMEOUT, LISTENING, A(ERROR_LLM)),
+    ROW(THINKING, CANCEL, LISTENING, A(CANCEL), A(CANCEL_REPLY)),
+    ROW(THINKING, SESSION_END, CLOSED, A(CANCEL_REPLY), A(CLOSE_NORMAL)),
 
     DROPPED(SESSION_START),
     DROPPED(AUDIO),
@@ -169,6 +213,13 @@ static const test_state_row_t  test_state_expected[] = {
     DROPPED(STT_SPEECH),
     DROPPED(STT_ERROR),
     DROPPED(STT_FAILED),
+    DROPPED(USER_TURN),
+    DROPPED(LLM_TOKEN),
+    DROPPED(LLM_TOOL_CALL),
+    DROPPED(TOOL_DONE),
+    DROPPED(LLM_DONE),
+    DROPPED(LLM_FAILED),
+    DROPPED(LLM_TIMEOUT),
 
     /*
      * A flush after session.end that outlives the idle timeout, or that
@@ -231,7 +282,7 @@ static int
 test_state_is_live(ngx_http_voice_state_e state)
 {
     return state == ST(STREAMING) || state == ST(LISTENING)
-           || state == ST(TRANSCRIBING);
+           || state == ST(TRANSCRIBING) || state == ST(THINKING);
 }
 
 
@@ -590,6 +641,13 @@ test_anything_else_first(void **state)
         case EV(STT_SPEECH):
         case EV(STT_ERROR):
         case EV(STT_FAILED):
+        case EV(USER_TURN):
+        case EV(LLM_TOKEN):
+        case EV(LLM_TOOL_CALL):
+        case EV(TOOL_DONE):
+        case EV(LLM_DONE):
+        case EV(LLM_FAILED):
+        case EV(LLM_TIMEOUT):
             continue;
         default:
             break;
@@ -727,15 +785,21 @@ test_cancel(void **state)
 
     (void) state;
 
-    /* response.cancel drops what waits to be played, in every live state */
+    /*
+     * response.cancel drops what waits to be played, in every live state;
+     * while a reply streams it also stops the reply
+     */
 
     for (s = ST(CONNECTED); s < ST(MAX); s++) {
-        if (!test_state_is_live(s)) {
+        if (!test_state_is_live(s) || s == ST(THINKING)) {
             continue;
         }
 
         test_state_expect(s, EV(CANCEL), s, A(CANCEL), A(NONE));
     }
+
+    test_state_expect(ST(THINKING), EV(CANCEL), ST(LISTENING), A(CANCEL),
+                      A(CANCEL_REPLY));
 }
 
 
@@ -797,7 +861,13 @@ test_live_states_alike(void **state)
                 || e == EV(SPEECH_ENDED) || e == EV(MAX_DURATION)
                 || e == EV(TRANSCRIPT_PARTIAL) || e == EV(TRANSCRIPT_FINAL)
                 || e == EV(STT_SPEECH) || e == EV(STT_ERROR)
-                || e == EV(STT_FAILED))
+                || e == EV(STT_FAILED) || e == EV(TEXT_INPUT)
+                || e == EV(USER_TURN) || e == EV(LLM_TOKEN)
+                || e == EV(LLM_TOOL_CALL) || e == EV(TOOL_DONE)
+                || e == EV(LLM_DONE) || e == EV(LLM_FAILED)
+                || e == EV(LLM_TIMEOUT)
+                || (s == ST(THINKING)
+                    && (e == EV(CANCEL) || e == EV(SESSION_END))))
             {
                 continue;
             }
@@ -835,11 +905,15 @@ test_turn_discipline(void **state)
 
             for (k = 0; k < NACT && t->actions[k] != A(NONE); k++) {
 
-                /* a turn ends into listening, or where no one spoke */
+                /*
+                 * a turn ends into listening, where no one spoke, or
+                 * where a reply streams on
+                 */
 
                 if (t->actions[k] == A(END_TURN)) {
                     assert_true(t->next == ST(LISTENING)
-                                || t->next == ST(STREAMING));
+                                || t->next == ST(STREAMING)
+                                || t->next == ST(THINKING));
                     assert_true(k + 1 == NACT
                                 || t->actions[k + 1] == A(NONE));
                 }
@@ -879,13 +953,18 @@ test_session_end(void **state)
     /* session.end flushes and closes, whatever the user is doing */
 
     for (s = ST(CONNECTED); s < ST(MAX); s++) {
-        if (!test_state_is_live(s)) {
+        if (!test_state_is_live(s) || s == ST(THINKING)) {
             continue;
         }
 
         test_state_expect(s, EV(SESSION_END), ST(CLOSED),
                           A(CLOSE_NORMAL), A(NONE));
     }
+
+    /* a reply under way is interrupted first */
+
+    test_state_expect(ST(THINKING), EV(SESSION_END), ST(CLOSED),
+                      A(CANCEL_REPLY), A(CLOSE_NORMAL));
 }
 
 
