@@ -981,6 +981,7 @@ http {
         location = /dg {
             voice;
             voice_pipeline agent;
+            voice_llm off;
             voice_stt deepgram;
             voice_stt_url ws://127.0.0.1:@MOCK_PORT@/v1/listen;
             voice_stt_key file:@PREFIX@/deepgram.key;
