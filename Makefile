@@ -45,7 +45,8 @@ UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
 TOOLS       := $(BUILD)/voice-bench $(BUILD)/audio-bench $(BUILD)/vad-bench
 
 .PHONY: all deps module tools unit run test test-unit test-nginx \
-        test-integration test-mock test-stt test-curl curl-test-module \
+        test-integration test-mock test-stt test-llm test-curl \
+        curl-test-module \
         bench fuzz sphinx-probe clean
 
 all: module tools
@@ -151,7 +152,7 @@ run: all
 
 test: all unit
 	@$(MAKE) -s test-unit test-nginx test-mock test-curl test-integration \
-	    test-stt
+	    test-stt test-llm
 
 # the labelled set the VAD is tuned and tested on: generated, not kept
 VAD_SET     := $(BUILD)/vad
@@ -190,9 +191,14 @@ test-curl: $(CURL_TEST_MODULE)
 test-stt: all
 	@$(PY) t/stt/run.py
 
+# the language model stage against the LLM mock
+test-llm: all
+	@$(PY) t/llm/run.py
+
 # the provider mocks check themselves before anything relies on them
 test-mock: $(BUILD)/.deps
 	@$(PY) t/mock/test_deepgram_mock.py
+	@$(PY) t/mock/test_llm_mock.py
 
 # Coverage-guided fuzzing of the frame parser (clang's libFuzzer); not
 # part of make test.  FUZZ_SECONDS bounds the run.

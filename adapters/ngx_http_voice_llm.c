@@ -637,7 +637,8 @@ ngx_http_voice_llm_interrupt(ngx_http_voice_llm_t *llm, const char *reason)
     ngx_http_voice_llm_stop(llm);
     ngx_http_voice_llm_free_calls(llm);
 
-    ngx_str_null(&spoken);
+    /* nothing is spoken yet: replies are text until speech comes */
+    ngx_str_set(&spoken, "");
 
     if (ngx_http_voice_llm_send(llm,
             ngx_http_voice_protocol_interrupted(ngx_http_voice_llm_json,
@@ -951,6 +952,15 @@ ngx_http_voice_llm_merge_conf(ngx_conf_t *cf, ngx_http_voice_llm_conf_t *prev,
         } else if (conf->engine == NGX_HTTP_VOICE_LLM_ANTHROPIC) {
             ngx_str_set(&conf->model, "claude-3-5-haiku-latest");
         }
+    }
+
+    if (conf->engine == NGX_HTTP_VOICE_LLM_ANTHROPIC
+        && conf->temperature > 100)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"voice_llm_temperature\" must be at most 1 "
+                           "for anthropic");
+        return NGX_CONF_ERROR;
     }
 
     rv = engine->init_conf(cf, conf);

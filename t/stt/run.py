@@ -8,6 +8,9 @@ error log.  Prints `stt: N passed, M failed` last and exits non-zero on any
 failure.  Run with Debian's /usr/bin/python3; test names given as
 arguments (test_deepgram.Failures.test_malformed) run only those, and
 VOICE_STT_LOG_LEVEL=debug makes nginx log more than info.
+VOICE_STT_VALGRIND=1 runs nginx as one process under valgrind, whose
+report goes to logs/valgrind.<pid> in the run prefix (timing-bound tests
+may then fail: the figures are not the point of such a run).
 
 The tests learn about the setup from the environment:
 
@@ -48,7 +51,7 @@ SETTINGS = {
     "DEAD_RETRIES": 2,
 }
 
-START_WAIT = 10.0
+START_WAIT = 60.0 if os.environ.get("VOICE_STT_VALGRIND") else 10.0
 
 
 def free_port():
@@ -152,9 +155,13 @@ def start_nginx(conf, port):
     if rc.returncode != 0:
         raise RuntimeError("nginx -t failed:\n" + rc.stderr)
     out = open(os.path.join(PREFIX, "logs", "nginx.out"), "wb")
-    proc = subprocess.Popen(nginx_args(conf)
-                            + ["-g", "daemon off; master_process on;"],
-                            stdout=out, stderr=subprocess.STDOUT)
+    cmd = nginx_args(conf) + ["-g", "daemon off; master_process on;"]
+    if os.environ.get("VOICE_STT_VALGRIND"):
+        # one process under valgrind; its report goes to logs/valgrind.*
+        cmd = (["valgrind", "--leak-check=full", "--show-leak-kinds=definite",
+                "--log-file=" + os.path.join(PREFIX, "logs", "valgrind.%p")]
+               + nginx_args(conf) + ["-g", "daemon off; master_process off;"])
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     out.close()
     deadline = time.monotonic() + START_WAIT
     while time.monotonic() < deadline:
