@@ -799,9 +799,18 @@ ngx_http_voice_llm_copy(ngx_str_t *dst, ngx_str_t *src)
 static void
 ngx_http_voice_llm_cleanup(void *data)
 {
-    ngx_http_voice_llm_t  *llm = data;
+    ngx_http_voice_llm_close(data);
+}
 
+
+void
+ngx_http_voice_llm_close(ngx_http_voice_llm_t *llm)
+{
     ngx_http_voice_llm_message_t  *m;
+
+    if (llm->closed) {
+        return;
+    }
 
     llm->closed = 1;
 

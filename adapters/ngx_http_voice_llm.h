@@ -201,6 +201,7 @@ ngx_int_t ngx_http_voice_llm_finish(ngx_http_voice_llm_t *llm);
 ngx_int_t ngx_http_voice_llm_interrupt(ngx_http_voice_llm_t *llm,
     const char *reason);
 ngx_int_t ngx_http_voice_llm_error(ngx_http_voice_llm_t *llm);
+void ngx_http_voice_llm_close(ngx_http_voice_llm_t *llm);
 
 
 /* configuration */

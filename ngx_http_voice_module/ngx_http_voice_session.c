@@ -1202,6 +1202,19 @@ ngx_http_voice_session_finalize(ngx_http_voice_session_t *s, ngx_int_t rc)
     c->idle = 0;
     c->read->handler = s->request_handler;
 
+    /*
+     * The providers stop now: a tool's subrequest may keep the request's
+     * pool, and their cleanups with it, alive after the session.
+     */
+
+    if (s->llm) {
+        ngx_http_voice_llm_close(s->llm);
+    }
+
+    if (s->stt) {
+        ngx_http_voice_stt_close(s->stt);
+    }
+
     ngx_http_voice_media_cleanup(s);
     ngx_http_voice_ring_free(&s->message);
     ngx_http_voice_ring_free(&s->out);
