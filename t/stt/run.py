@@ -199,6 +199,9 @@ def check_error_log():
     bad = [l for l in lines
            if "[alert]" in l or "[emerg]" in l or "segfault" in l
            or "exited on signal" in l]
+    # the provider keys are never logged, at any level
+    bad += ["the key is in the error log: " + l
+            for l in lines if KEY in l or WRONG_KEY in l]
     notable = [l for l in lines if "[crit]" in l or "[error]" in l]
     if notable:
         print("note: %d [crit]/[error] lines in the error log, first ones:"
