@@ -28,7 +28,8 @@ MODULE_SRCS := $(wildcard ngx_http_voice_module/*.[ch] adapters/*.[ch] \
                            state/*.[ch]) config
 
 # Pure units and the sources each unit test links.
-UNIT_TESTS  := ws ring state audio vad playout transcript sse llm_wire
+UNIT_TESTS  := ws ring state audio vad playout transcript phrase sse \
+               llm_wire
 UNIT_ws     := ngx_http_voice_module/ngx_http_voice_ws.c
 UNIT_ring   := ngx_http_voice_module/ngx_http_voice_ring.c
 UNIT_state  := state/ngx_http_voice_state.c
@@ -38,6 +39,7 @@ UNIT_vad_SRC := ngx_http_voice_module/ngx_http_voice_vad.c
 UNIT_vad    := $(UNIT_vad_SRC) -lm
 UNIT_playout := ngx_http_voice_module/ngx_http_voice_playout.c
 UNIT_transcript := ngx_http_voice_module/ngx_http_voice_transcript.c
+UNIT_phrase := ngx_http_voice_module/ngx_http_voice_phrase.c
 UNIT_sse    := -Iadapters adapters/ngx_http_voice_sse.c
 UNIT_llm_wire := -Iadapters -I$(NGX_BUILD)/src/http \
                  -I$(NGX_BUILD)/src/http/modules -I$(NGX_BUILD)/src/http/v2 \

@@ -28,12 +28,19 @@ lands in build/bench/<scenario>/result.json.
               transcripts, echo RTT beside them,    echo RTT alone and
               memory at 100 and 1,000 sessions,     loaded, RSS per session,
               1,000 sessions opened and closed      flat RSS
+  j  llm      agent sessions driven by text.input   first-token latency,
+              against the LLM mock (t/mock/llm.py,  no cross-session bleed,
+              OpenAI dialect): replies streamed,    echo RTT alone and
+              echo RTT beside them, memory at 100   loaded, RSS per session,
+              and 1,000 sessions, 1,000 sessions    flat RSS
+              opened, one turn each, and closed
 
 usage: bench.py [--seconds S] [--soak-seconds S] [--churn N] [--workers N]
                 [--codec-seconds S] [--codec-sessions N] [--codec-budget P]
                 [--pacing-seconds S] [--stt-seconds S] [--stt-sessions N]
                 [--stt-mem-seconds S] [--stt-mem-interval MS]
-                [--stt-churn N] [scenario ...]
+                [--stt-churn N] [--llm-seconds S] [--llm-sessions N]
+                [--llm-churn N] [scenario ...]
 
 Scenarios are named by letter or name (default: all, in order).  The same
 settings can come from the environment: BENCH_SECONDS (a and b, default
@@ -43,7 +50,8 @@ BENCH_CODEC_SESSIONS (f, default 500), BENCH_CODEC_BUDGET (f, default
 70), BENCH_PACING_SECONDS (g, default 20), BENCH_STT_SECONDS (i,
 default 20), BENCH_STT_SESSIONS (i, default 100), BENCH_STT_MEM_SECONDS
 (i, default 10), BENCH_STT_MEM_INTERVAL (i, default 200), BENCH_STT_CHURN
-(i, default 1000).
+(i, default 1000), BENCH_LLM_SECONDS (j, default 20), BENCH_LLM_SESSIONS
+(j, default 100), BENCH_LLM_CHURN (j, default 1000).
 
 Speech-to-text (i) runs nginx with the echo at /voice and an agent
 pipeline at /dg whose Deepgram engine talks to the mock, each run with a
@@ -78,6 +86,33 @@ printed (mean and busiest second, in percent of one core), and a run
 where the mock was busy 95% of some second or more says MISSED there, as
 its figures then measure the mock.  Before nginx is stopped the run waits
 until the mock has seen every upstream connection end.
+
+The language model stage (j) runs nginx with the echo at /voice and an
+agent pipeline at /llm (voice_stt off, voice_llm openai) whose engine
+talks to the LLM mock, each run with a fresh nginx and mock.  Every turn
+is a text.input "mock:bench s<session>t<turn>", which makes the mock play
+its "bench" script: 40 tokens at 50 tokens a second after 50 ms to the
+first, the reply naming its session and turn three times.  The sessions
+(build/voice-bench --text-turns) send a turn, read the reply's deltas to
+response.text.done (they must add up to its text), and send the next;
+each reply is logged with the wall clock time its first delta reached
+this host (kernel receive stamp), and the mock logs the wall clock time
+it wrote each token (`wall` in its records' `sent`); the two are joined
+by session and turn.  The runs:
+
+  - the echo alone: 100 sessions, 20 ms frames (as a), the reference;
+  - the same echo while --llm-sessions agent sessions take turns back to
+    back: first-token latency (mock writes the first token -> client
+    kernel arrival of the first delta; at the generator's read beside
+    it; and text.input -> first delta, which holds the script's 50 ms),
+    the bleed check (a reply naming another session or turn, or one that
+    is not the text the mock sent for that session's turn, is a
+    functional failure), echo RTT loaded, the worker's and the mock's
+    CPU;
+  - memory: 100 and 1,000 agent sessions, one turn each, then held open
+    with their one-turn history: RSS per session as in d;
+  - --llm-churn agent sessions opened, one turn each, and closed, 50 at
+    a time: flat as in e.
 
 The codec configurations of f: pcm16k -> pcm16k (the raw echo, matched
 byte for byte: the baseline), pcm16k -> mulaw, mulaw -> pcm16k, pcm48k ->
@@ -403,6 +438,7 @@ SCENARIOS = [
     ("g", "pacing", "pacing of converted audio, pcm16k -> mulaw"),
     ("h", "costs", "conversion and VAD cost per 20 ms frame"),
     ("i", "stt", "streaming speech-to-text through the Deepgram mock"),
+    ("j", "llm", "streamed language model replies through the LLM mock"),
 ]
 
 
@@ -1543,8 +1579,396 @@ def stt_rows(res, n, opts):
     return rows
 
 
+# ---- j: streamed language model replies against the LLM mock ------------
+
+LLM_MOCK = os.path.join(ROOT, "t", "mock", "llm.py")
+LLM_KEY = "bench-llm-key"
+LLM_TEXT = "mock:bench s{n}t{t}"
+TAG_RE = re.compile(r"s(\d+)t(\d+)")
+
+# 40 tokens (the mock cuts at word starts), the session and turn three
+# times: a reply that went to the wrong session says so.
+LLM_SCRIPT = {
+    "text": "Here is the answer for {user}, one word at a time so that "
+            "every piece can be checked. The first half is done for "
+            "{user}; the rest follows at the same pace, and all of it is "
+            "for {user} alone.",
+    "ttft": 0.05,
+    "rate": 50,
+}
+
+LLM_CONF = """# written by tools/bench.py for the language model scenario (j)
+load_module @MODULE@;
+daemon on;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile @NOFILE@;
+pid @PREFIX@/nginx.pid;
+error_log @PREFIX@/logs/error.log notice;
+
+events {
+    worker_connections @CONNECTIONS@;
+}
+
+http {
+    access_log off;
+    client_body_temp_path @PREFIX@/temp/client_body;
+    proxy_temp_path       @PREFIX@/temp/proxy;
+    fastcgi_temp_path     @PREFIX@/temp/fastcgi;
+    uwsgi_temp_path       @PREFIX@/temp/uwsgi;
+    scgi_temp_path        @PREFIX@/temp/scgi;
+
+    server {
+        listen 127.0.0.1:@PORT@ backlog=4096;
+        server_name localhost;
+
+        location = /voice {
+            voice;
+            voice_echo_delay @DELAY_MS@ms;
+        }
+
+        location = /llm {
+            voice;
+            voice_pipeline agent;
+            voice_stt off;
+            voice_llm openai;
+            voice_llm_url http://127.0.0.1:@MOCK_PORT@/v1/chat/completions;
+            voice_llm_model gpt-bench;
+            voice_llm_key file:@PREFIX@/llm.key;
+        }
+
+        location = /ready {
+            return 204;
+        }
+
+        location / {
+            return 404;
+        }
+    }
+}
+"""
+
+
+class LlmSetup(SttSetup):
+    """A fresh LLM mock and nginx in build/bench/llm/<key>/."""
+
+    def __init__(self, key, opts):
+        self.prefix = os.path.join(PREFIX_ROOT, "llm", key)
+        shutil.rmtree(self.prefix, ignore_errors=True)
+        for sub in ("logs", "temp", "modules"):
+            os.makedirs(os.path.join(self.prefix, sub))
+        self.state = os.path.join(self.prefix, "mock-state")
+        self.mock = None
+        self.master = None
+        self.cpu = None
+
+        with open(os.path.join(self.prefix, "llm.key"), "w") as f:
+            f.write(LLM_KEY + "\n")
+        scripts = os.path.join(self.prefix, "scripts.json")
+        with open(scripts, "w") as f:
+            json.dump({"scripts": {"bench": LLM_SCRIPT}}, f)
+
+        self.mock_log = open(os.path.join(self.prefix, "logs", "mock.log"),
+                             "wb")
+        self.mock = subprocess.Popen(
+            [MOCK_PYTHON, LLM_MOCK, "--port", "0", "--state-dir",
+             self.state, "--key", LLM_KEY, "--script", scripts],
+            stdout=subprocess.PIPE, stderr=self.mock_log)
+        ready, _, _ = select.select([self.mock.stdout], [], [], 60)
+        line = self.mock.stdout.readline().split() if ready else []
+        if len(line) != 2 or line[0] != b"READY":
+            self.close()
+            raise Failure("the LLM mock did not start (see %s)" %
+                          os.path.join(self.prefix, "logs", "mock.log"))
+        self.mock_port = int(line[1])
+        self.cpu = CpuSampler(self.mock.pid)
+
+        module = os.path.join(self.prefix, "modules",
+                              os.path.basename(MODULE))
+        shutil.copyfile(MODULE, module)
+        self.port = free_port()
+        values = {"MODULE": module, "PREFIX": self.prefix,
+                  "PORT": str(self.port), "MOCK_PORT": str(self.mock_port),
+                  "NOFILE": str(NOFILE), "CONNECTIONS": str(CONNECTIONS),
+                  "DELAY_MS": str(ECHO_DELAY_MS)}
+        text = LLM_CONF
+        for k, v in values.items():
+            text = text.replace("@%s@" % k, v)
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(text)
+        try:
+            self.master = start_nginx(self.prefix, self.conf, self.port)
+        except Failure:
+            self.close()
+            raise
+
+    def records(self):
+        """The mock's request records."""
+        out = []
+        for name in os.listdir(self.state):
+            if name.startswith("request-") and name.endswith(".json"):
+                with open(os.path.join(self.state, name)) as f:
+                    out.append(json.load(f))
+        return out
+
+
+def turn_check(path, records):
+    """Joins the replies the clients got (voice-bench --turns) with what
+    the mock sent for each session's turn.  Returns the first-token
+    latencies (ms, at kernel arrival and at read) and the problems: a
+    reply naming another session or turn (foreign), or one that is not
+    what the mock sent for that turn (unmatched)."""
+    sent = {}
+    gaps = []
+    for rec in records:
+        m = TAG_RE.search(rec.get("user_text") or "")
+        texts = [e for e in rec["sent"] if e["kind"] == "text"]
+        if not m or not texts:
+            continue
+        gaps.extend((b["wall"] - a["wall"]) * 1000
+                    for a, b in zip(texts, texts[1:]))
+        sent[(int(m.group(1)), int(m.group(2)))] = (
+            texts[0]["wall"], "".join(e["text"] for e in texts))
+    lat = []
+    lat_read = []
+    foreign = []
+    unmatched = []
+    replies = 0
+    with open(path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split(" ", 6)
+            if len(parts) < 7:
+                unmatched.append(line.strip())
+                continue
+            replies += 1
+            n, t = int(parts[0]), int(parts[1])
+            first, first_read = int(parts[3]), int(parts[4])
+            text = parts[6]
+            tags = set((int(a), int(b)) for a, b in TAG_RE.findall(text))
+            if tags != {(n, t)}:
+                foreign.append("session %d turn %d got %r" % (n, t, text))
+                continue
+            mock = sent.get((n, t))
+            if mock is None or mock[1] != text:
+                unmatched.append("session %d turn %d: %r" % (n, t, text))
+                continue
+            lat.append((first / 1e9 - mock[0]) * 1000)
+            lat_read.append((first_read / 1e9 - mock[0]) * 1000)
+    return {"replies": replies, "latency": quantiles(lat),
+            "mock_token_gap": quantiles(gaps),
+            "latency_read": quantiles(lat_read), "foreign": foreign,
+            "unmatched": unmatched}
+
+
+def llm_problems(label, code, r):
+    if not code:
+        return []
+    return ["%s: voice-bench reported a functional failure (%d sessions "
+            "failed, %d protocol errors)" % (
+                label, r["sessions_failed"], r["protocol_errors"])]
+
+
+def run_llm(letter, name, title, opts):
+    print("\n(%s) %s: %s" % (letter, name, title), flush=True)
+    print("  nginx (1 worker), the LLM mock (Python, one thread) and the "
+          "generators share this %d-core machine" % (
+              os.cpu_count() or 0), flush=True)
+    rows = []
+    problems = []
+    results = {}
+    n = opts.llm_sessions
+    seconds = opts.llm_seconds
+
+    def step(label, fn):
+        print("\n  -- %s" % label, flush=True)
+        try:
+            fn()
+        except Failure as e:
+            problems.append("%s: %s" % (label, e))
+            print("  FAILURE: %s" % e)
+
+    echo_args = ["-n", "100", "-d", "%g" % seconds, "-r", "200"]
+
+    def echo_alone():
+        setup = LlmSetup("echo-alone", opts)
+        try:
+            code, r = finish_gen(setup, start_gen(
+                setup, "echo", echo_args, "/voice"), seconds + 60)
+            results["echo_alone"] = r
+            problems.extend(llm_problems("echo alone", code, r))
+        finally:
+            problems.extend(setup.close())
+
+    def echo_with_llm():
+        setup = LlmSetup("llm%d" % n, opts)
+        try:
+            turns = os.path.join(setup.prefix, "turns.txt")
+            # the replies run a little longer than the echo on each side
+            talk = start_gen(setup, "turns", [
+                "--text-turns", "0", "--text", LLM_TEXT,
+                "-n", "%d" % n, "-d", "%g" % (seconds + 4), "-r", "200",
+                "--turns", turns, "--rss-every", "1"], "/llm")
+            if not setup.wait_connections(n, 30):
+                raise Failure("the mock did not see %d requests" % n)
+            t0 = time.monotonic()
+            echo = start_gen(setup, "echo", echo_args, "/voice")
+            ecode, er = finish_gen(setup, echo, seconds + 60)
+            t1 = time.monotonic()
+            tcode, tr = finish_gen(setup, talk, seconds + 90)
+            results["echo_with_llm"] = er
+            results["turns"] = tr
+            results["mock_cpu"] = setup.cpu.window(t0, t1)
+            problems.extend(llm_problems("echo with LLM", ecode, er))
+            problems.extend(llm_problems("agent sessions", tcode, tr))
+        finally:
+            problems.extend(setup.close())
+        check = turn_check(turns, setup.records())
+        results["check"] = check
+        if check["foreign"]:
+            problems.append("cross-session bleed: %d replies naming another "
+                            "session or turn, first: %s" % (
+                                len(check["foreign"]), check["foreign"][0]))
+        if check["unmatched"]:
+            problems.append("%d replies that are not what the mock sent for "
+                            "that turn, first: %s" % (
+                                len(check["unmatched"]),
+                                check["unmatched"][0]))
+        if check["replies"] == 0:
+            problems.append("no reply reached the clients")
+
+    def memory(sessions, hold, ramp):
+        def run():
+            setup = LlmSetup("mem%d" % sessions, opts)
+            try:
+                t0 = time.monotonic()
+                code, r = finish_gen(setup, start_gen(setup, "turns", [
+                    "--text-turns", "1", "--text", LLM_TEXT,
+                    "-n", "%d" % sessions, "-d", "%g" % hold, "-r", ramp,
+                    "--rss-every", "1"], "/llm"), hold + 90)
+                results["mem%d" % sessions] = r
+                results["mem%d_mock_cpu" % sessions] = setup.cpu.window(
+                    t0, time.monotonic())
+                problems.extend(llm_problems("memory, %d sessions" %
+                                             sessions, code, r))
+            finally:
+                problems.extend(setup.close())
+        return run
+
+    def churn():
+        setup = LlmSetup("churn", opts)
+        try:
+            t0 = time.monotonic()
+            code, r = finish_gen(setup, start_gen(setup, "churn", [
+                "--text-turns", "1", "--text", LLM_TEXT, "-d", "0",
+                "--churn", "%d" % opts.llm_churn, "-n", "50",
+                "--rss-every", "5"], "/llm"), 120 + opts.llm_churn / 10.0)
+            results["churn"] = r
+            results["churn_mock_cpu"] = setup.cpu.window(t0,
+                                                         time.monotonic())
+            problems.extend(llm_problems("churn", code, r))
+        finally:
+            problems.extend(setup.close())
+
+    step("echo alone: 100 sessions on /voice, 20 ms frames, %g s" % seconds,
+         echo_alone)
+    step("the same echo while %d agent sessions take text turns back to "
+         "back (/llm, 40 tokens at 50/s each)" % n, echo_with_llm)
+    step("memory: 100 agent sessions, one turn each, held 8 s",
+         memory(100, 8, "200"))
+    step("memory: 1,000 agent sessions, one turn each, held 10 s",
+         memory(1000, 10, "500"))
+    step("%d agent sessions opened, one turn each, and closed, 50 at a "
+         "time" % opts.llm_churn, churn)
+
+    rows.extend(llm_rows(results, n, opts))
+    print()
+    print_rows(rows)
+    for p in problems:
+        print("  FAILURE: " + p)
+    return {"letter": letter, "name": name, "rows": rows,
+            "problems": problems, "result": results, "log": {}}
+
+
+def llm_rows(res, n, opts):
+    rows = []
+    check = res.get("check")
+    tr = res.get("turns")
+    if check:
+        rows.append(("first token p50/p95/p99/max ms",
+                     q4(check["latency"]), "-", None))
+        rows.append(("  at the generator's read", q4(check["latency_read"]),
+                     "-", None))
+    if tr:
+        rows.append(("  text.input -> first delta (ttft 50 ms)",
+                     q4(tr["first_delta_ms"]) if tr["first_delta_ms"]["n"]
+                     else "n/a", "-", None))
+        rows.append(("  text.input -> text.done (40 tokens)",
+                     q4(tr["reply_ms"]) if tr["reply_ms"]["n"] else "n/a",
+                     "-", None))
+    if check:
+        # what the mock really kept to: a busy mock paces slower than 50/s
+        rows.append(("  the mock's gap between tokens ms",
+                     q4(check["mock_token_gap"]), "script 20", None))
+    if check:
+        rows.append(("  replies, deltas (n=%d)" % n, "%d, %d" % (
+            check["replies"], tr["deltas"] if tr else 0), "-", None))
+        rows.append(("  cross-session bleed", "%d foreign, %d unmatched" % (
+            len(check["foreign"]), len(check["unmatched"])), "0",
+            not check["foreign"] and not check["unmatched"]))
+    alone = res.get("echo_alone")
+    loaded = res.get("echo_with_llm")
+    for label, r in (("echo RTT alone p50/p95/p99/max", alone),
+                     ("echo RTT with %d LLM sessions" % n, loaded)):
+        if r is None:
+            continue
+        rows.append((label, q4(r["rtt_arrival_ms"]), "-", None))
+        rows.append(("  worker CPU, generator lag p99", "%.0f%%, %.2f ms" % (
+            r.get("server_cpu_pct", 0), r["lag_ms"]["p99"]), "-", None))
+    if res.get("mock_cpu"):
+        rows.append(mock_cpu_row("  LLM mock CPU (n=%d)" % n,
+                                 *res["mock_cpu"]))
+    for key, label in (("mem100", "n=100"), ("mem1000", "n=1000")):
+        r = res.get(key)
+        if r is None:
+            continue
+        per = r["rss_per_session_kib"]
+        anon = r["rss_anon_per_session_kib"]
+        rows.append(("RSS per agent session, one turn, %s" % label,
+                     "%s KiB (anon %s)" % (
+                         "%.1f" % per if per is not None else "n/a",
+                         "%.1f" % anon if anon is not None else "n/a"),
+                     "-", None))
+        kib = r["rss_kib"]
+        rows.append(("  RSS before / peak / after KiB", "%s / %s / %s" % (
+            kib["before"], kib["peak"], kib["after"]), "-", None))
+        if res.get(key + "_mock_cpu"):
+            rows.append(mock_cpu_row("  LLM mock CPU",
+                                     *res[key + "_mock_cpu"]))
+    r = res.get("churn")
+    if r:
+        kib = r["rss_kib"]
+        rows.append(("churn %d: RSS before / after 10%% / after" %
+                     opts.llm_churn, "%s / %s / %s KiB" % (
+                         kib["before"], kib["warm"], kib["after"]),
+                     "-", None))
+        if kib["warm"] is not None and kib["after"] is not None:
+            growth = kib["after"] - kib["warm"]
+            rows.append(("  RSS growth after warm-up", "%d KiB" % growth,
+                         "<= %d KiB" % CHURN_FLAT_KIB,
+                         growth <= CHURN_FLAT_KIB))
+        anon = r["rss_anon_kib"]
+        if anon["warm"] is not None and anon["after"] is not None:
+            rows.append(("  of it anonymous (heap) memory", "%d KiB" % (
+                anon["after"] - anon["warm"]), "-", None))
+        rows.append(("  sessions ok / failed, replies", "%d / %d, %d" % (
+            r["sessions_ok"], r["sessions_failed"], r["turns_done"]),
+            "0 failed", r["sessions_failed"] == 0))
+    return rows
+
+
 RUNNERS = {"codecs": run_codecs, "pacing": run_pacing, "costs": run_costs,
-           "stt": run_stt}
+           "stt": run_stt, "llm": run_llm}
 
 
 def print_table(outcomes):
@@ -1568,9 +1992,9 @@ def parse_options(argv):
     parser = argparse.ArgumentParser(
         description="the standard load scenarios (see the file's header)")
     parser.add_argument("scenarios", nargs="*",
-                        help="letters or names: a b c d e f g h i, "
+                        help="letters or names: a b c d e f g h i j, "
                              "rtt100 rtt1000 soak mem churn codecs pacing "
-                             "costs stt "
+                             "costs stt llm "
                              "(default: all)")
     parser.add_argument("--seconds", type=float,
                         default=env_number("BENCH_SECONDS", 30),
@@ -1621,6 +2045,18 @@ def parse_options(argv):
                         default=int(env_number("BENCH_STT_CHURN", 1000)),
                         help="agent sessions opened and closed in i "
                              "(BENCH_STT_CHURN, 1000)")
+    parser.add_argument("--llm-seconds", type=float,
+                        default=env_number("BENCH_LLM_SECONDS", 20),
+                        help="duration of the RTT runs of j "
+                             "(BENCH_LLM_SECONDS, 20)")
+    parser.add_argument("--llm-sessions", type=int,
+                        default=int(env_number("BENCH_LLM_SESSIONS", 100)),
+                        help="agent sessions beside the echo in j "
+                             "(BENCH_LLM_SESSIONS, 100)")
+    parser.add_argument("--llm-churn", type=int,
+                        default=int(env_number("BENCH_LLM_CHURN", 1000)),
+                        help="agent sessions opened and closed in j "
+                             "(BENCH_LLM_CHURN, 1000)")
     opts = parser.parse_args(argv)
 
     chosen = []

@@ -27,6 +27,11 @@
  * real time).  Input frames then carry a steady tone in the input
  * format; an Opus packet of it is encoded once at start, with libopus
  * loaded at run time, so that only Opus input needs the library.
+ *
+ * Text turns (--text-turns) drive the agent's language model instead of
+ * audio: each session sends text.input, reads the streamed reply
+ * (response.text.delta ... response.text.done), checks that the deltas
+ * add up to the whole text, and sends the next turn.
  */
 
 
@@ -142,9 +147,14 @@
 #define VB_OPT_LISTEN          267
 #define VB_OPT_QUERY           268
 #define VB_OPT_TRANSCRIPTS     269
+#define VB_OPT_TEXT_TURNS      270
+#define VB_OPT_TEXT            271
+#define VB_OPT_TURNS           272
 
 #define VB_LISTEN_END          (5 * VB_NSEC)   /* session.end to closed */
 #define VB_REQUEST_MAX         4096
+#define VB_REPLY_TIMEOUT       (30 * VB_NSEC)  /* text.input to text.done */
+#define VB_REPLY_MAX           8192            /* one reply's text */
 
 
 typedef struct vb_thread_s   vb_thread_t;
@@ -190,6 +200,12 @@ typedef struct {
     uint64_t                 states_other; /* listening, transcribing */
     uint64_t                 stt_errors;
     uint64_t                 audio_unexpected;
+
+    /* text turns (--text-turns) */
+    uint64_t                 turns_done;
+    uint64_t                 deltas;
+    vb_hist_t                first_delta;  /* text.input to first delta */
+    vb_hist_t                reply;        /* text.input to text.done */
 
     vb_hist_t                rtt;      /* added round trip, at read */
     vb_hist_t                arrival;  /* the same, at kernel arrival */
@@ -265,6 +281,17 @@ struct vb_session_s {
         char                 name[16];
     }                        marks[VB_MARKS];
 
+    /* text turns: the reply in progress */
+    uint64_t                 turns;    /* replies complete */
+    int64_t                  turn_sent;
+    int64_t                  first_arrival;  /* CLOCK_REALTIME ns */
+    int64_t                  first_read;
+    long                     server_turn;
+    char                    *reply;    /* VB_REPLY_MAX bytes, kept */
+    size_t                   reply_len;
+    unsigned                 turn_busy:1;
+    unsigned                 reply_over:1;
+
     unsigned                 failed:1;
     unsigned                 started:1;
     unsigned                 closed_state:1;
@@ -324,6 +351,12 @@ typedef struct {
     const char              *query;    /* "{n}": the session's number */
     FILE                    *transcripts;
     u_char                  *silence;
+
+    /* text turns: text.input, then the streamed reply */
+    unsigned                 text_mode:1;
+    uint64_t                 text_turns;   /* 0: as many as -d allows */
+    const char              *text;     /* "{n}" session, "{t}" turn */
+    FILE                    *turns_log;
 
     /* the formats and the dialect */
     unsigned                 dialect;
@@ -929,6 +962,8 @@ static int vb_session_finish(vb_session_t *s, int64_t now);
 static int vb_hang_up(vb_session_t *s);
 static int vb_session_begin(vb_session_t *s);
 static int vb_stream_start(vb_session_t *s, int64_t now);
+static int vb_stream_end(vb_session_t *s, int64_t now);
+static int vb_text_send(vb_session_t *s);
 
 
 /* a fault of the server that the session survives */
@@ -1274,6 +1309,12 @@ vb_session_reset(vb_session_t *s)
     s->twilio_seq = 1;
     s->mark_head = 0;
     s->nmarks = 0;
+    s->turns = 0;
+    s->turn_busy = 0;
+    s->reply_len = 0;
+    s->reply_over = 0;
+    s->first_arrival = 0;
+    s->server_turn = -1;
 }
 
 
@@ -1568,7 +1609,7 @@ vb_stream_end(vb_session_t *s, int64_t now)
     /* a gateway confirms no playback once the call is over */
     s->nmarks = 0;
 
-    if (vb_conf.listen) {
+    if (vb_conf.listen || vb_conf.text_mode) {
         /* the last transcripts come once the provider has answered */
         vb_timer_set(s, now + VB_LISTEN_END);
 
@@ -1668,12 +1709,103 @@ vb_stream_over(vb_session_t *s)
 }
 
 
+/*
+ * Text turns: the next text.input, once the reply to the last one is
+ * complete; no new turn after -d (but always one), then session.end once
+ * -d is over.
+ */
+
+static int
+vb_text_due(vb_session_t *s, int64_t now)
+{
+    if (s->turn_busy) {
+        return vb_session_fail(s, "no response.text.done within %lld s of "
+                               "text.input (turn %" PRIu64 ")",
+                               (long long) (VB_REPLY_TIMEOUT / VB_NSEC),
+                               s->turns + 1);
+    }
+
+    if (!vb_stop
+        && (vb_conf.text_turns == 0 || s->turns < vb_conf.text_turns)
+        && (s->turns == 0 || now < s->stream_end))
+    {
+        return vb_text_send(s);
+    }
+
+    if (vb_stop || now + VB_SEND_SLACK >= s->stream_end) {
+        return vb_stream_end(s, now);
+    }
+
+    vb_timer_set(s, s->stream_end);
+
+    return VB_OK;
+}
+
+
+static int
+vb_text_send(vb_session_t *s)
+{
+    int          n;
+    size_t       len;
+    char         text[VB_TEXT_MAX];
+    const char  *q;
+
+    if (s->reply == NULL) {
+        s->reply = malloc(VB_REPLY_MAX);
+        if (s->reply == NULL) {
+            return vb_session_fail(s, "out of memory");
+        }
+    }
+
+    len = 0;
+
+    for (q = vb_conf.text; *q; q++) {
+
+        if (strncmp(q, "{n}", 3) == 0 || strncmp(q, "{t}", 3) == 0) {
+            n = snprintf(text + len, sizeof(text) - len, "%" PRIu64,
+                         q[1] == 'n' ? s->id : s->turns + 1);
+            if (n < 0 || (size_t) n >= sizeof(text) - len) {
+                return vb_session_fail(s, "the --text is too long");
+            }
+
+            len += (size_t) n;
+            q += 2;
+            continue;
+        }
+
+        if (len + 1 >= sizeof(text)) {
+            return vb_session_fail(s, "the --text is too long");
+        }
+
+        text[len++] = *q;
+    }
+
+    text[len] = '\0';
+
+    s->turn_busy = 1;
+    s->reply_len = 0;
+    s->reply_over = 0;
+    s->first_arrival = 0;
+    s->server_turn = -1;
+    s->turn_sent = vb_now();
+
+    vb_timer_set(s, s->turn_sent + VB_REPLY_TIMEOUT);
+
+    return vb_send_text(s, "{\"type\":\"text.input\",\"text\":\"%s\"}",
+                        text);
+}
+
+
 static int
 vb_stream_due(vb_session_t *s, int64_t now)
 {
     int          rc;
     int64_t      lag;
     vb_stats_t  *st;
+
+    if (vb_conf.text_mode) {
+        return vb_text_due(s, now);
+    }
 
     st = &s->thread->stats;
 
@@ -1762,7 +1894,7 @@ vb_session_timer(vb_session_t *s, int64_t now)
             return vb_hang_up(s);
         }
 
-        if (vb_conf.listen) {
+        if (vb_conf.listen || vb_conf.text_mode) {
             return vb_session_fail(s, "no close within %lld s of "
                                    "session.end",
                                    (long long) (VB_LISTEN_END / VB_NSEC));
@@ -2081,6 +2213,107 @@ vb_transcript_received(vb_session_t *s, const char *type, const u_char *p,
 }
 
 
+/*
+ * A piece of the streamed reply to a text turn.  The first delta's arrival
+ * is timed (kernel stamp, monotonic from text.input, and CLOCK_REALTIME
+ * for the --turns log, to be joined with the provider's send times); the
+ * deltas must add up to response.text.done's text and all carry the same
+ * turn number.
+ */
+
+static int
+vb_reply_received(vb_session_t *s, const char *type, const u_char *p,
+    size_t len, int64_t now)
+{
+    int               done;
+    long              turn;
+    size_t            n;
+    int64_t           read;
+    const u_char     *q;
+    vb_stats_t       *st;
+    struct timespec   ts;
+    char              text[VB_REPLY_MAX];
+
+    st = &s->thread->stats;
+    done = (strcmp(type, "response.text.done") == 0);
+
+    if (s->state != VB_STREAMING || !s->turn_busy) {
+        vb_session_fault(s, "%s outside a turn", type);
+        return VB_OK;
+    }
+
+    if (vb_json_string(p, len, done ? "text" : "delta", text, sizeof(text))
+        != VB_OK)
+    {
+        vb_session_fault(s, "%s without its text: %.*s", type,
+                         (int) (len > 200 ? 200 : len), p);
+        return VB_OK;
+    }
+
+    q = memmem(p, len, "\"turn\":", 7);
+    turn = q ? strtol((const char *) q + 7, NULL, 10) : -1;
+
+    if (s->server_turn == -1) {
+        s->server_turn = turn;
+
+    } else if (turn != s->server_turn) {
+        vb_session_fault(s, "%s of turn %ld in the reply to turn %ld", type,
+                         turn, s->server_turn);
+    }
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    read = (int64_t) ts.tv_sec * VB_NSEC + ts.tv_nsec;
+
+    if (!done) {
+        st->deltas++;
+
+        if (s->first_arrival == 0) {
+            s->first_read = read;
+            s->first_arrival = read - (now - s->arrival);
+            vb_hist_add(&st->first_delta, s->arrival - s->turn_sent);
+        }
+
+        n = strlen(text);
+
+        if (s->reply_len + n >= VB_REPLY_MAX) {
+            s->reply_over = 1;
+
+        } else {
+            memcpy(s->reply + s->reply_len, text, n);
+            s->reply_len += n;
+        }
+
+        return VB_OK;
+    }
+
+    if (s->first_arrival == 0) {
+        vb_session_fault(s, "response.text.done without a delta before it");
+
+    } else if (s->reply_over || s->reply_len != strlen(text)
+               || memcmp(s->reply, text, s->reply_len) != 0)
+    {
+        vb_session_fault(s, "the deltas of turn %ld do not add up to its "
+                         "text: %.*s", turn, (int) strlen(text), text);
+    }
+
+    vb_hist_add(&st->reply, s->arrival - s->turn_sent);
+    st->turns_done++;
+
+    s->turns++;
+    s->turn_busy = 0;
+
+    if (vb_conf.turns_log) {
+        /* one line a turn; stdio locks the stream for the threads */
+        fprintf(vb_conf.turns_log, "%" PRIu64 " %" PRIu64 " %ld %" PRId64
+                " %" PRId64 " %" PRId64 " %s\n", s->id, s->turns, turn,
+                s->first_arrival, s->first_read, read - (now - s->arrival),
+                text);
+    }
+
+    return vb_text_due(s, now);
+}
+
+
 static int
 vb_text_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
 {
@@ -2122,7 +2355,8 @@ vb_text_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
             return VB_OK;
         }
 
-        if (strcmp(value, vb_conf.listen ? "listening" : "streaming") == 0
+        if (strcmp(value, (vb_conf.listen || vb_conf.text_mode)
+                          ? "listening" : "streaming") == 0
             && s->state == VB_STARTING)
         {
             if (!s->started) {
@@ -2133,9 +2367,10 @@ vb_text_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
             return vb_stream_start(s, now);
         }
 
-        if (vb_conf.listen
+        if ((vb_conf.listen || vb_conf.text_mode)
             && (strcmp(value, "listening") == 0
-                || strcmp(value, "transcribing") == 0))
+                || strcmp(value, "transcribing") == 0
+                || (vb_conf.text_mode && strcmp(value, "thinking") == 0)))
         {
             st->states_other++;
             return VB_OK;
@@ -2152,7 +2387,8 @@ vb_text_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
         }
 
         vb_session_fault(s, "unexpected state \"%s\" in %s", value,
-                         vb_conf.listen ? "an agent session" : "echo");
+                         (vb_conf.listen || vb_conf.text_mode)
+                         ? "an agent session" : "echo");
 
         return VB_OK;
     }
@@ -2212,6 +2448,13 @@ vb_text_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
         return vb_transcript_received(s, type, p, len, now);
     }
 
+    if (vb_conf.text_mode
+        && (strcmp(type, "response.text.delta") == 0
+            || strcmp(type, "response.text.done") == 0))
+    {
+        return vb_reply_received(s, type, p, len, now);
+    }
+
     vb_session_fault(s, "unexpected message: %.*s",
                      (int) (len > 200 ? 200 : len), p);
 
@@ -2229,7 +2472,7 @@ vb_echo_received(vb_session_t *s, const u_char *p, size_t len, int64_t now)
 
     st = &s->thread->stats;
 
-    if (vb_conf.listen) {
+    if (vb_conf.listen || vb_conf.text_mode) {
         /* the agent has nothing to say yet */
         st->audio_unexpected++;
         vb_session_fault(s, "audio from an agent session (%zu bytes)", len);
@@ -2931,7 +3174,9 @@ vb_thread_init(vb_thread_t *t, size_t nslots)
         || vb_hist_init(&t->stats.interval) != VB_OK
         || vb_hist_init(&t->stats.interval_read) != VB_OK
         || vb_hist_init(&t->stats.lead) != VB_OK
-        || vb_hist_init(&t->stats.buffered) != VB_OK)
+        || vb_hist_init(&t->stats.buffered) != VB_OK
+        || vb_hist_init(&t->stats.first_delta) != VB_OK
+        || vb_hist_init(&t->stats.reply) != VB_OK)
     {
         return VB_ERROR;
     }
@@ -3210,6 +3455,19 @@ vb_usage(FILE *f)
         "                         event: session, arrival and read time\n"
         "                         (CLOCK_REALTIME ns), partial or final,\n"
         "                         turn, text\n"
+        "      --text-turns N     agent sessions driven by text: after\n"
+        "                         state listening send text.input, read\n"
+        "                         the streamed reply to response.text.done\n"
+        "                         (its deltas must add up to its text),\n"
+        "                         repeat N times (0: until -d is over), then\n"
+        "                         wait out -d and end; no audio\n"
+        "      --text T           the text of each turn, \"{n}\" replaced by\n"
+        "                         the session's number, \"{t}\" by the turn's\n"
+        "                         (1, 2, ...; default \"hello s{n}t{t}\")\n"
+        "      --turns FILE       with --text-turns, write a line per reply:\n"
+        "                         session, turn, server turn, first delta's\n"
+        "                         arrival and read time and the done's\n"
+        "                         arrival (CLOCK_REALTIME ns), text\n"
         "      --json             print one JSON summary line\n"
         "  -v, --verbose          print every problem and info event\n"
         "      --self-test        check the handshake digest and exit\n"
@@ -3680,7 +3938,7 @@ vb_options(int argc, char **argv)
     int          c;
     double       v;
     unsigned     i;
-    const char  *transcripts;
+    const char  *transcripts, *turns;
 
     static const struct option  options[] = {
         { "sessions",     required_argument, NULL, 'n' },
@@ -3702,6 +3960,9 @@ vb_options(int argc, char **argv)
         { "listen",       no_argument,       NULL, VB_OPT_LISTEN },
         { "query",        required_argument, NULL, VB_OPT_QUERY },
         { "transcripts",  required_argument, NULL, VB_OPT_TRANSCRIPTS },
+        { "text-turns",   required_argument, NULL, VB_OPT_TEXT_TURNS },
+        { "text",         required_argument, NULL, VB_OPT_TEXT },
+        { "turns",        required_argument, NULL, VB_OPT_TURNS },
         { "json",         no_argument,       NULL, VB_OPT_JSON },
         { "verbose",      no_argument,       NULL, 'v' },
         { "self-test",    no_argument,       NULL, VB_OPT_SELF_TEST },
@@ -3720,6 +3981,8 @@ vb_options(int argc, char **argv)
     vb_conf.in_enc = VB_ENC_PCM;
     vb_conf.in_rate = 16000;
     transcripts = NULL;
+    turns = NULL;
+    vb_conf.text = "hello s{n}t{t}";
 
     while ((c = getopt_long(argc, argv, "n:s:i:d:D:r:t:vh", options, NULL))
            != -1)
@@ -3871,6 +4134,23 @@ vb_options(int argc, char **argv)
             transcripts = optarg;
             break;
 
+        case VB_OPT_TEXT_TURNS:
+            if (vb_number(optarg, "text turns", 0, 1e6, &v) != VB_OK) {
+                return VB_ERROR;
+            }
+
+            vb_conf.text_mode = 1;
+            vb_conf.text_turns = (uint64_t) v;
+            break;
+
+        case VB_OPT_TEXT:
+            vb_conf.text = optarg;
+            break;
+
+        case VB_OPT_TURNS:
+            turns = optarg;
+            break;
+
         case VB_OPT_JSON:
             vb_conf.json = 1;
             break;
@@ -3934,6 +4214,42 @@ vb_options(int argc, char **argv)
 
         /* written from the I/O loops: a large buffer keeps them off disk */
         (void) setvbuf(vb_conf.transcripts, NULL, _IOFBF, 1 << 20);
+    }
+
+    if (vb_conf.text_mode) {
+        if (vb_conf.listen || vb_conf.count
+            || vb_conf.dialect != VB_DIALECT_VOICE)
+        {
+            fprintf(stderr, "voice-bench: --text-turns speaks voice.v1 "
+                    "without audio\n");
+            return VB_ERROR;
+        }
+
+        /* sent as it is inside a JSON string */
+        for (i = 0; vb_conf.text[i]; i++) {
+            if (vb_conf.text[i] == '"' || vb_conf.text[i] == '\\'
+                || (u_char) vb_conf.text[i] < 0x20)
+            {
+                fprintf(stderr, "voice-bench: --text may not hold quotes, "
+                        "backslashes or control characters\n");
+                return VB_ERROR;
+            }
+        }
+    }
+
+    if (turns) {
+        if (!vb_conf.text_mode) {
+            fprintf(stderr, "voice-bench: --turns needs --text-turns\n");
+            return VB_ERROR;
+        }
+
+        vb_conf.turns_log = fopen(turns, "w");
+        if (vb_conf.turns_log == NULL) {
+            fprintf(stderr, "voice-bench: %s: %s\n", turns, strerror(errno));
+            return VB_ERROR;
+        }
+
+        (void) setvbuf(vb_conf.turns_log, NULL, _IOFBF, 1 << 20);
     }
 
     if (vb_conf.churn && vb_conf.sessions > vb_conf.churn) {
@@ -4074,6 +4390,10 @@ vb_report_json(vb_result_t *r, int ok)
            vb_conf.listen ? "true" : "false", st->partials, st->finals,
            st->states_other, st->stt_errors, st->audio_unexpected);
 
+    printf("\"text_mode\":%s,\"turns_done\":%" PRIu64 ",\"deltas\":%"
+           PRIu64 ",", vb_conf.text_mode ? "true" : "false",
+           st->turns_done, st->deltas);
+
     printf("\"dialect\":\"%s\",\"input\":\"%s\",\"output\":\"%s\","
            "\"counted\":%s,\"input_frame_bytes\":%zu,"
            "\"output_frame_bytes\":%zu,",
@@ -4098,6 +4418,8 @@ vb_report_json(vb_result_t *r, int ok)
     vb_json_hist("interval_read_ms", &st->interval_read);
     vb_json_hist("lead_ms", &st->lead);
     vb_json_hist("buffered_ms", &st->buffered);
+    vb_json_hist("first_delta_ms", &st->first_delta);
+    vb_json_hist("reply_ms", &st->reply);
 
     printf("\"elapsed_s\":%.3f,\"gen_cpu_s\":%.3f,\"gen_cpu_pct\":%.1f,",
            r->elapsed, r->cpu, r->elapsed > 0 ? 100 * r->cpu / r->elapsed : 0);
@@ -4180,7 +4502,20 @@ vb_report_text(vb_result_t *r, int ok)
 
     st = &r->stats;
 
-    if (vb_conf.churn) {
+    if (vb_conf.text_mode) {
+        if (vb_conf.churn) {
+            printf("voice-bench: %" PRIu64 " sessions opened and closed, %"
+                   PRIu64 " at a time,", vb_conf.churn, vb_conf.sessions);
+
+        } else {
+            printf("voice-bench: %" PRIu64 " sessions,", vb_conf.sessions);
+        }
+
+        printf(" %" PRIu64 " text turns each (0: for -d), open %.1f s at "
+               "least, text \"%s\"\n", vb_conf.text_turns,
+               (double) vb_conf.duration / VB_NSEC, vb_conf.text);
+
+    } else if (vb_conf.churn) {
         printf("voice-bench: %" PRIu64 " sessions opened and closed, %"
                PRIu64 " at a time, %" PRIu64 " frames of %zu B each, "
                "echo delay %.0f ms\n", vb_conf.churn, vb_conf.sessions,
@@ -4202,6 +4537,11 @@ vb_report_text(vb_result_t *r, int ok)
                "STT errors %" PRIu64 ", audio back %" PRIu64 "\n",
                st->partials, st->finals, st->stt_errors,
                st->audio_unexpected);
+    }
+
+    if (vb_conf.text_mode) {
+        printf("  text turns      %" PRIu64 " replies, %" PRIu64 " deltas\n",
+               st->turns_done, st->deltas);
     }
 
     printf("  sessions        %" PRIu64 " ok, %" PRIu64 " failed\n",
@@ -4652,6 +4992,8 @@ main(int argc, char **argv)
         r.stats.states_other += t->stats.states_other;
         r.stats.stt_errors += t->stats.stt_errors;
         r.stats.audio_unexpected += t->stats.audio_unexpected;
+        r.stats.turns_done += t->stats.turns_done;
+        r.stats.deltas += t->stats.deltas;
 
         r.stats.out_expected += t->stats.out_expected;
         r.stats.out_extra += t->stats.out_extra;
@@ -4668,6 +5010,8 @@ main(int argc, char **argv)
         vb_hist_merge(&r.stats.interval_read, &t->stats.interval_read);
         vb_hist_merge(&r.stats.lead, &t->stats.lead);
         vb_hist_merge(&r.stats.buffered, &t->stats.buffered);
+        vb_hist_merge(&r.stats.first_delta, &t->stats.first_delta);
+        vb_hist_merge(&r.stats.reply, &t->stats.reply);
     }
 
     if (atomic_load(&vb_failures) > VB_FAILURES_SHOWN && !vb_conf.verbose) {
@@ -4680,6 +5024,12 @@ main(int argc, char **argv)
 
     if (vb_conf.transcripts && fclose(vb_conf.transcripts) != 0) {
         fprintf(stderr, "voice-bench: writing the transcripts: %s\n",
+                strerror(errno));
+        ok = 0;
+    }
+
+    if (vb_conf.turns_log && fclose(vb_conf.turns_log) != 0) {
+        fprintf(stderr, "voice-bench: writing the turns: %s\n",
                 strerror(errno));
         ok = 0;
     }

@@ -8,6 +8,11 @@ the module (one worker, error_log info), runs every t/llm/test_*.py
 last and exits non-zero on any failure.  Run it with Debian's
 /usr/bin/python3.  Test names given as arguments (test_llm.Cancel) run
 only those; VOICE_LLM_LOG_LEVEL=debug makes nginx log more.
+VOICE_LLM_VALGRIND=1 runs nginx as one process (master_process off)
+under valgrind --leak-check=full, whose report goes to
+logs/valgrind.<pid> in the run prefix; tests bound by time or by the
+worker's memory may then fail: their figures are not the point of such
+a run.
 
 The tests learn about the setup from the environment:
 
@@ -54,7 +59,10 @@ SETTINGS = {
     "SYSTEM": "You are the test assistant. Answer briefly.",
 }
 
-START_WAIT = 10.0
+VALGRIND = bool(os.environ.get("VOICE_LLM_VALGRIND"))
+START_WAIT = 60.0 if VALGRIND else 10.0
+# valgrind writes its leak report at exit, after the sessions closed
+STOP_WAIT = 120.0 if VALGRIND else 20.0
 
 
 def free_port():
@@ -139,9 +147,15 @@ def start_nginx(conf, port):
     if rc.returncode != 0:
         raise RuntimeError("nginx -t failed:\n" + rc.stderr)
     out = open(os.path.join(PREFIX, "logs", "nginx.out"), "wb")
-    proc = subprocess.Popen(nginx_args(conf)
-                            + ["-g", "daemon off; master_process on;"],
-                            stdout=out, stderr=subprocess.STDOUT)
+    cmd = nginx_args(conf) + ["-g", "daemon off; master_process on;"]
+    if VALGRIND:
+        # one process, so that the sessions run where valgrind watches
+        cmd = (["valgrind", "--leak-check=full",
+                "--show-leak-kinds=definite,indirect,possible",
+                "--num-callers=30",
+                "--log-file=" + os.path.join(PREFIX, "logs", "valgrind.%p")]
+               + nginx_args(conf) + ["-g", "daemon off; master_process off;"])
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     out.close()
     deadline = time.monotonic() + START_WAIT
     while time.monotonic() < deadline:
@@ -165,7 +179,7 @@ def stop(proc, quit_cmd=None):
     else:
         proc.terminate()
     try:
-        proc.wait(20)
+        proc.wait(STOP_WAIT)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
