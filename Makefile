@@ -205,6 +205,7 @@ test-llm: all
 test-mock: $(BUILD)/.deps
 	@$(PY) t/mock/test_deepgram_mock.py
 	@$(PY) t/mock/test_llm_mock.py
+	@$(PY) t/mock/test_tts_mock.py
 
 # Coverage-guided fuzzing of the frame parser (clang's libFuzzer); not
 # part of make test.  FUZZ_SECONDS bounds the run.
