@@ -52,7 +52,7 @@ TOOLS       := $(BUILD)/voice-bench $(BUILD)/audio-bench $(BUILD)/vad-bench
 
 .PHONY: all deps module tools unit run test test-unit test-nginx \
         test-integration test-mock test-stt test-llm test-curl \
-        curl-test-module \
+        curl-test-module espeak-probe \
         bench fuzz sphinx-probe clean
 
 all: module tools
@@ -234,6 +234,18 @@ $(BUILD)/sphinx-probe: tools/sphinx-probe.c | $(BUILD)/.deps
 	           --no-install-recommends $(SPHINX_PACKAGES)
 	$(CC) $(CFLAGS_TOOL) -pthread -I/usr/include/pocketsphinx -o $@ $< \
 	    -lpocketsphinx -lsphinxbase
+
+# Measures espeak-ng (speed, streaming, stopping, threads) for the
+# embedded offline TTS; not part of make all.
+ESPEAK_PACKAGES := libespeak-ng-dev libsamplerate0-dev
+
+espeak-probe: $(BUILD)/espeak-probe
+
+$(BUILD)/espeak-probe: tools/espeak-probe.c | $(BUILD)/.deps
+	@dpkg-query -W $(ESPEAK_PACKAGES) >/dev/null 2>&1 \
+	    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	           --no-install-recommends $(ESPEAK_PACKAGES)
+	$(CC) $(CFLAGS_TOOL) -pthread -o $@ $< -lespeak-ng -lsamplerate -lm
 
 clean:
 	rm -rf $(BUILD) t/servroot
