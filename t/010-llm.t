@@ -188,3 +188,38 @@ VoiceFrames::expect(
 [error]
 [alert]
 [emerg]
+
+
+
+=== TEST 10: while a reply streams the user is still heard; session.end interrupts it
+--- config
+    location = /voice {
+        voice;
+        voice_pipeline agent;
+        voice_stt off;
+        voice_llm embedded;
+        voice_llm_rate 1;
+        voice_vad_events on;
+    }
+--- raw_request eval
+VoiceFrames::handshake() . VoiceFrames::start()
+. VoiceFrames::text('{"type":"text.input","text":"tell me a story"}')
+. VoiceFrames::frames(VoiceFrames::pcm(VoiceFrames::utterance(16000, 500, 1000, 800)), 640)
+. VoiceFrames::end() . VoiceFrames::close(1000)
+--- error_code: 101
+--- response_body_filters eval
+\&VoiceFrames::decode
+--- response_body_like eval
+VoiceFrames::expect(
+    qr/text \{"audio":\{[^\n]*\},"protocol":"voice\.v1","session_id":"[^"]+","type":"session\.started"\}/,
+    'text {"state":"listening","type":"state"}',
+    'text {"state":"thinking","type":"state"}',
+    VoiceFrames::speech_line('started', 1, [400, 700]),
+    VoiceFrames::speech_line('ended', 1, [1400, 1900]),
+    'text {"reason":"cancel","spoken_text":"","turn":1,"type":"response.interrupted"}',
+    'text {"state":"closed","type":"state"}',
+    'close 1000')
+--- no_error_log
+[error]
+[alert]
+[emerg]
