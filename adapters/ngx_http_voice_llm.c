@@ -846,33 +846,22 @@ ngx_http_voice_llm_send(ngx_http_voice_llm_t *llm, size_t n)
 }
 
 
-/* events from the provider's side: what they queue goes out at once */
+/* events from the provider's side and from timers */
 
 static ngx_int_t
 ngx_http_voice_llm_event(ngx_http_voice_llm_t *llm,
     ngx_http_voice_event_e event, u_char *data, size_t len)
 {
-    ngx_int_t                  rc;
-    ngx_http_voice_input_t     in;
-    ngx_http_voice_session_t  *s;
-
-    s = llm->session;
+    ngx_int_t               rc;
+    ngx_http_voice_input_t  in;
 
     in.data = data;
     in.len = len;
     in.msg = NULL;
 
-    rc = ngx_http_voice_session_event(s, event, &in);
+    rc = ngx_http_voice_session_raise(llm->session, event, &in);
 
-    if (!s->done && ngx_http_voice_session_send(s) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (llm->closed) {
-        return NGX_ERROR;
-    }
-
-    return rc;
+    return llm->closed ? NGX_ERROR : rc;
 }
 
 

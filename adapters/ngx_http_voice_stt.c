@@ -294,28 +294,13 @@ static ngx_int_t
 ngx_http_voice_stt_event(ngx_http_voice_stt_t *stt,
     ngx_http_voice_event_e event, ngx_str_t *text)
 {
-    ngx_int_t                  rc;
-    ngx_http_voice_input_t     in;
-    ngx_http_voice_session_t  *s;
-
-    s = stt->session;
+    ngx_http_voice_input_t  in;
 
     in.data = text ? text->data : NULL;
     in.len = text ? text->len : 0;
     in.msg = NULL;
 
-    rc = ngx_http_voice_session_event(s, event, &in);
-
-    /*
-     * Reports come from the provider's events, not the client's: what
-     * they queued goes out now, not with the client's next frame.
-     */
-
-    if (!s->done && ngx_http_voice_session_send(s) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return rc;
+    return ngx_http_voice_session_raise(stt->session, event, &in);
 }
 
 

@@ -197,11 +197,8 @@ ngx_http_voice_session_read_event(ngx_event_t *rev)
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
                        "voice: server shutting down");
 
-        if (ngx_http_voice_session_event(s, NGX_HTTP_VOICE_EV_SHUTDOWN, NULL)
-            == NGX_OK)
-        {
-            (void) ngx_http_voice_session_send(s);
-        }
+        (void) ngx_http_voice_session_raise(s, NGX_HTTP_VOICE_EV_SHUTDOWN,
+                                            NULL);
 
         ngx_http_run_posted_requests(c);
         return;
@@ -242,12 +239,8 @@ ngx_http_voice_session_read(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
                       "voice: client idle for %M ms", s->conf->idle_timeout);
 
-        if (ngx_http_voice_session_event(s, NGX_HTTP_VOICE_EV_IDLE_TIMEOUT,
-                                         NULL)
-            == NGX_OK)
-        {
-            (void) ngx_http_voice_session_send(s);
-        }
+        (void) ngx_http_voice_session_raise(s, NGX_HTTP_VOICE_EV_IDLE_TIMEOUT,
+                                            NULL);
 
         return;
     }
@@ -581,6 +574,27 @@ ngx_http_voice_session_event(ngx_http_voice_session_t *s,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * An event from a timer or a provider rather than from the client's
+ * read: what it queued goes out now, not with the client's next frame.
+ */
+
+ngx_int_t
+ngx_http_voice_session_raise(ngx_http_voice_session_t *s,
+    ngx_http_voice_event_e event, ngx_http_voice_input_t *in)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_voice_session_event(s, event, in);
+
+    if (!s->done && ngx_http_voice_session_send(s) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return rc;
 }
 
 

@@ -113,6 +113,8 @@ void ngx_http_voice_session_run(ngx_http_request_t *r);
  */
 ngx_int_t ngx_http_voice_session_event(ngx_http_voice_session_t *s,
     ngx_http_voice_event_e event, ngx_http_voice_input_t *in);
+ngx_int_t ngx_http_voice_session_raise(ngx_http_voice_session_t *s,
+    ngx_http_voice_event_e event, ngx_http_voice_input_t *in);
 ngx_int_t ngx_http_voice_session_error(ngx_http_voice_session_t *s,
     const char *code, const char *message, ngx_uint_t recoverable);
 ngx_int_t ngx_http_voice_session_info(ngx_http_voice_session_t *s,

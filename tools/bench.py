@@ -984,7 +984,7 @@ FINAL_AT_S = 1.05
 STT_TAIL_S = 1.0        # audio without scripted events before the end
 WORD_RE = re.compile(r"^s(\d+)u\d+w\d+$")
 
-STT_CONF = """# written by tools/bench.py for the speech-to-text scenario (i)
+PROVIDER_CONF = """# written by tools/bench.py for the @SCENARIO@ scenario
 load_module @MODULE@;
 daemon on;
 master_process on;
@@ -1014,16 +1014,7 @@ http {
             voice_echo_delay @DELAY_MS@ms;
         }
 
-        location = /dg {
-            voice;
-            voice_pipeline agent;
-            voice_llm off;
-            voice_stt deepgram;
-            voice_stt_url ws://127.0.0.1:@MOCK_PORT@/v1/listen;
-            voice_stt_key file:@PREFIX@/deepgram.key;
-            voice_stt_param mock_script $arg_mock_script;
-            voice_stt_param mock_id $arg_mock_id;
-        }
+@LOCATION@
 
         location = /ready {
             return 204;
@@ -1035,6 +1026,17 @@ http {
     }
 }
 """
+
+STT_LOCATION = """        location = /dg {
+            voice;
+            voice_pipeline agent;
+            voice_llm off;
+            voice_stt deepgram;
+            voice_stt_url ws://127.0.0.1:@MOCK_PORT@/v1/listen;
+            voice_stt_key file:@PREFIX@/deepgram.key;
+            voice_stt_param mock_script $arg_mock_script;
+            voice_stt_param mock_id $arg_mock_id;
+        }"""
 
 
 def stt_scripts(sessions, seconds):
@@ -1105,11 +1107,13 @@ class CpuSampler:
         self.thread.join()
 
 
-class SttSetup:
-    """A fresh Deepgram mock and nginx in build/bench/stt/<key>/."""
+class ProviderSetup:
+    """A fresh provider mock and nginx in build/bench/<kind>/<key>/: the
+    echo at /voice beside the scenario's own location."""
 
-    def __init__(self, key, opts, sessions, seconds):
-        self.prefix = os.path.join(PREFIX_ROOT, "stt", key)
+    def __init__(self, kind, key, mock, name, secret, key_file, scripts,
+                 scenario, location):
+        self.prefix = os.path.join(PREFIX_ROOT, kind, key)
         shutil.rmtree(self.prefix, ignore_errors=True)
         for sub in ("logs", "temp", "modules"):
             os.makedirs(os.path.join(self.prefix, sub))
@@ -1118,24 +1122,24 @@ class SttSetup:
         self.master = None
         self.cpu = None
 
-        with open(os.path.join(self.prefix, "deepgram.key"), "w") as f:
-            f.write(STT_KEY + "\n")
-        scripts = os.path.join(self.prefix, "scripts.json")
-        with open(scripts, "w") as f:
-            json.dump(stt_scripts(sessions, seconds), f)
+        with open(os.path.join(self.prefix, key_file), "w") as f:
+            f.write(secret + "\n")
+        script_file = os.path.join(self.prefix, "scripts.json")
+        with open(script_file, "w") as f:
+            json.dump(scripts, f)
 
         self.mock_log = open(os.path.join(self.prefix, "logs", "mock.log"),
                              "wb")
         self.mock = subprocess.Popen(
-            [MOCK_PYTHON, MOCK, "--port", "0", "--state-dir", self.state,
-             "--key", STT_KEY, "--script", scripts],
+            [MOCK_PYTHON, mock, "--port", "0", "--state-dir", self.state,
+             "--key", secret, "--script", script_file],
             stdout=subprocess.PIPE, stderr=self.mock_log)
         ready, _, _ = select.select([self.mock.stdout], [], [], 60)
         line = self.mock.stdout.readline().split() if ready else []
         if len(line) != 2 or line[0] != b"READY":
             self.close()
-            raise Failure("the Deepgram mock did not start (see %s)" %
-                          os.path.join(self.prefix, "logs", "mock.log"))
+            raise Failure("the %s mock did not start (see %s)" % (
+                name, os.path.join(self.prefix, "logs", "mock.log")))
         self.mock_port = int(line[1])
         self.cpu = CpuSampler(self.mock.pid)
 
@@ -1143,11 +1147,12 @@ class SttSetup:
                               os.path.basename(MODULE))
         shutil.copyfile(MODULE, module)
         self.port = free_port()
-        values = {"MODULE": module, "PREFIX": self.prefix,
+        values = {"SCENARIO": scenario, "LOCATION": location,
+                  "MODULE": module, "PREFIX": self.prefix,
                   "PORT": str(self.port), "MOCK_PORT": str(self.mock_port),
                   "NOFILE": str(NOFILE), "CONNECTIONS": str(CONNECTIONS),
                   "DELAY_MS": str(ECHO_DELAY_MS)}
-        text = STT_CONF
+        text = PROVIDER_CONF
         for k, v in values.items():
             text = text.replace("@%s@" % k, v)
         self.conf = os.path.join(self.prefix, "nginx.conf")
@@ -1158,6 +1163,7 @@ class SttSetup:
         except Failure:
             self.close()
             raise
+
 
     def url(self, path):
         return "ws://127.0.0.1:%d%s" % (self.port, path)
@@ -1225,6 +1231,15 @@ class SttSetup:
                 problems.append("the mock did not exit on SIGTERM")
         self.mock_log.close()
         return problems
+
+
+class SttSetup(ProviderSetup):
+    """The Deepgram mock and nginx in build/bench/stt/<key>/."""
+
+    def __init__(self, key, opts, sessions, seconds):
+        super().__init__("stt", key, MOCK, "Deepgram", STT_KEY,
+                         "deepgram.key", stt_scripts(sessions, seconds),
+                         "speech-to-text (i)", STT_LOCATION)
 
     def records(self):
         """The mock's records by mock_id."""
@@ -1597,37 +1612,7 @@ LLM_SCRIPT = {
     "rate": 50,
 }
 
-LLM_CONF = """# written by tools/bench.py for the language model scenario (j)
-load_module @MODULE@;
-daemon on;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile @NOFILE@;
-pid @PREFIX@/nginx.pid;
-error_log @PREFIX@/logs/error.log notice;
-
-events {
-    worker_connections @CONNECTIONS@;
-}
-
-http {
-    access_log off;
-    client_body_temp_path @PREFIX@/temp/client_body;
-    proxy_temp_path       @PREFIX@/temp/proxy;
-    fastcgi_temp_path     @PREFIX@/temp/fastcgi;
-    uwsgi_temp_path       @PREFIX@/temp/uwsgi;
-    scgi_temp_path        @PREFIX@/temp/scgi;
-
-    server {
-        listen 127.0.0.1:@PORT@ backlog=4096;
-        server_name localhost;
-
-        location = /voice {
-            voice;
-            voice_echo_delay @DELAY_MS@ms;
-        }
-
-        location = /llm {
+LLM_LOCATION = """        location = /llm {
             voice;
             voice_pipeline agent;
             voice_stt off;
@@ -1635,73 +1620,16 @@ http {
             voice_llm_url http://127.0.0.1:@MOCK_PORT@/v1/chat/completions;
             voice_llm_model gpt-bench;
             voice_llm_key file:@PREFIX@/llm.key;
-        }
-
-        location = /ready {
-            return 204;
-        }
-
-        location / {
-            return 404;
-        }
-    }
-}
-"""
+        }"""
 
 
-class LlmSetup(SttSetup):
-    """A fresh LLM mock and nginx in build/bench/llm/<key>/."""
+class LlmSetup(ProviderSetup):
+    """The LLM mock and nginx in build/bench/llm/<key>/."""
 
     def __init__(self, key, opts):
-        self.prefix = os.path.join(PREFIX_ROOT, "llm", key)
-        shutil.rmtree(self.prefix, ignore_errors=True)
-        for sub in ("logs", "temp", "modules"):
-            os.makedirs(os.path.join(self.prefix, sub))
-        self.state = os.path.join(self.prefix, "mock-state")
-        self.mock = None
-        self.master = None
-        self.cpu = None
-
-        with open(os.path.join(self.prefix, "llm.key"), "w") as f:
-            f.write(LLM_KEY + "\n")
-        scripts = os.path.join(self.prefix, "scripts.json")
-        with open(scripts, "w") as f:
-            json.dump({"scripts": {"bench": LLM_SCRIPT}}, f)
-
-        self.mock_log = open(os.path.join(self.prefix, "logs", "mock.log"),
-                             "wb")
-        self.mock = subprocess.Popen(
-            [MOCK_PYTHON, LLM_MOCK, "--port", "0", "--state-dir",
-             self.state, "--key", LLM_KEY, "--script", scripts],
-            stdout=subprocess.PIPE, stderr=self.mock_log)
-        ready, _, _ = select.select([self.mock.stdout], [], [], 60)
-        line = self.mock.stdout.readline().split() if ready else []
-        if len(line) != 2 or line[0] != b"READY":
-            self.close()
-            raise Failure("the LLM mock did not start (see %s)" %
-                          os.path.join(self.prefix, "logs", "mock.log"))
-        self.mock_port = int(line[1])
-        self.cpu = CpuSampler(self.mock.pid)
-
-        module = os.path.join(self.prefix, "modules",
-                              os.path.basename(MODULE))
-        shutil.copyfile(MODULE, module)
-        self.port = free_port()
-        values = {"MODULE": module, "PREFIX": self.prefix,
-                  "PORT": str(self.port), "MOCK_PORT": str(self.mock_port),
-                  "NOFILE": str(NOFILE), "CONNECTIONS": str(CONNECTIONS),
-                  "DELAY_MS": str(ECHO_DELAY_MS)}
-        text = LLM_CONF
-        for k, v in values.items():
-            text = text.replace("@%s@" % k, v)
-        self.conf = os.path.join(self.prefix, "nginx.conf")
-        with open(self.conf, "w") as f:
-            f.write(text)
-        try:
-            self.master = start_nginx(self.prefix, self.conf, self.port)
-        except Failure:
-            self.close()
-            raise
+        super().__init__("llm", key, LLM_MOCK, "LLM", LLM_KEY, "llm.key",
+                         {"scripts": {"bench": LLM_SCRIPT}},
+                         "language model (j)", LLM_LOCATION)
 
     def records(self):
         """The mock's request records."""
