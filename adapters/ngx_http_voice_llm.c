@@ -933,24 +933,7 @@ ngx_http_voice_llm_merge_conf(ngx_conf_t *cf, ngx_http_voice_llm_conf_t *prev,
         return NGX_CONF_OK;
     }
 
-    if (conf->url.len == 0) {
-        if (conf->engine == NGX_HTTP_VOICE_LLM_OPENAI) {
-            ngx_str_set(&conf->url,
-                        "https://api.openai.com/v1/chat/completions");
-
-        } else if (conf->engine == NGX_HTTP_VOICE_LLM_ANTHROPIC) {
-            ngx_str_set(&conf->url, "https://api.anthropic.com/v1/messages");
-        }
-    }
-
-    if (conf->model.len == 0) {
-        if (conf->engine == NGX_HTTP_VOICE_LLM_OPENAI) {
-            ngx_str_set(&conf->model, "gpt-4o-mini");
-
-        } else if (conf->engine == NGX_HTTP_VOICE_LLM_ANTHROPIC) {
-            ngx_str_set(&conf->model, "claude-3-5-haiku-latest");
-        }
-    }
+    /* each engine knows its provider's URL and model when none is given */
 
     if (conf->engine == NGX_HTTP_VOICE_LLM_ANTHROPIC
         && conf->temperature > 100)

@@ -72,18 +72,7 @@ const ngx_http_voice_llm_engine_t  ngx_http_voice_llm_embedded = {
 static char *
 ngx_http_voice_emb_init_conf(ngx_conf_t *cf, ngx_http_voice_llm_conf_t *conf)
 {
-    if (conf->rate == NGX_CONF_UNSET_UINT) {
-        conf->rate = 40;
-    }
-
-    if (conf->rate == 0 || conf->rate > 1000) {
-        return "the rate must be from 1 to 1000 tokens per second";
-    }
-
-    if (conf->max_text == NGX_CONF_UNSET_SIZE || conf->max_text == 0) {
-        conf->max_text = 8192;
-    }
-
+    /* nothing to reach and nothing to check: the directives bound it all */
     return NGX_CONF_OK;
 }
 

@@ -652,23 +652,10 @@ ngx_http_voice_llm_json_str(json_t *obj, const char *key, ngx_str_t *s)
 
 /* ---- configuration ------------------------------------------------------ */
 
-static void
-ngx_http_voice_llm_stream_json_free(void *data)
-{
-    json_decref(data);
-}
-
-
 char *
 ngx_http_voice_llm_stream_conf(ngx_conf_t *cf, ngx_http_voice_llm_conf_t *conf,
     const char *url, const char *model)
 {
-    json_t                     *schema;
-    ngx_uint_t                  i;
-    json_error_t                err;
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_voice_llm_tool_t  *tool;
-
     if (conf->url.len == 0) {
         conf->url.data = (u_char *) url;
         conf->url.len = ngx_strlen(url);
@@ -686,60 +673,6 @@ ngx_http_voice_llm_stream_conf(ngx_conf_t *cf, ngx_http_voice_llm_conf_t *conf,
                 == 0))
     {
         return "the URL must start with http:// or https://";
-    }
-
-    /* values the glue normally fills: sane ones when it did not */
-
-    if (conf->max_text == NGX_CONF_UNSET_SIZE || conf->max_text == 0) {
-        conf->max_text = 8192;
-    }
-
-    if (conf->max_tokens == NGX_CONF_UNSET_UINT || conf->max_tokens == 0) {
-        conf->max_tokens = 512;
-    }
-
-    if (conf->temperature == NGX_CONF_UNSET_UINT) {
-        conf->temperature = 70;
-    }
-
-    if (conf->temperature > 200) {
-        return "the temperature must be from 0 to 2";
-    }
-
-    if (conf->tools == NULL || conf->tools == NGX_CONF_UNSET_PTR) {
-        return NGX_CONF_OK;
-    }
-
-    tool = conf->tools->elts;
-
-    for (i = 0; i < conf->tools->nelts; i++) {
-
-        if (tool[i].json) {
-            continue;
-        }
-
-        schema = json_loadb((const char *) tool[i].schema.data,
-                            tool[i].schema.len, 0, &err);
-
-        if (!json_is_object(schema)) {
-            json_decref(schema);
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "the schema of tool \"%V\" is not a JSON "
-                               "object: %s", &tool[i].name,
-                               schema ? "another value" : err.text);
-            return NGX_CONF_ERROR;
-        }
-
-        cln = ngx_pool_cleanup_add(cf->pool, 0);
-        if (cln == NULL) {
-            json_decref(schema);
-            return NGX_CONF_ERROR;
-        }
-
-        cln->handler = ngx_http_voice_llm_stream_json_free;
-        cln->data = schema;
-
-        tool[i].json = schema;
     }
 
     return NGX_CONF_OK;

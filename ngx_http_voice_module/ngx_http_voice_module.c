@@ -119,7 +119,7 @@ static ngx_http_voice_bounds_t  ngx_http_voice_tokens_bounds = {
 };
 
 static ngx_http_voice_bounds_t  ngx_http_voice_rate_bounds = {
-    ngx_http_voice_check_bounds, 1, 10000, "tokens per second"
+    ngx_http_voice_check_bounds, 1, 1000, "tokens per second"
 };
 
 static ngx_http_voice_bounds_t  ngx_http_voice_reply_bounds = {

@@ -111,7 +111,7 @@ qr/\[emerg\] .*value must be between 256 and 32768 bytes/
 --- must_die
 --- suppress_stderr
 --- error_log eval
-qr/\[emerg\] .*value must be between 1 and 10000 tokens per second/
+qr/\[emerg\] .*value must be between 1 and 1000 tokens per second/
 --- no_error_log
 [alert]
 
