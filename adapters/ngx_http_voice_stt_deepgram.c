@@ -323,16 +323,8 @@ ngx_http_voice_dg_init_conf(ngx_conf_t *cf, ngx_http_voice_stt_conf_t *conf)
 {
     u_char  *p;
 
-    if (conf->upstream.close_timeout == 0) {
-        conf->upstream.close_timeout = 2000;
-    }
-
-    if (conf->upstream.send_buffer < NGX_HTTP_VOICE_DG_FRAME) {
-        conf->upstream.send_buffer = NGX_HTTP_VOICE_DG_FRAME;
-    }
-
-    if (conf->upstream.max_message == 0) {
-        conf->upstream.max_message = 1024 * 1024;
+    if (conf->buffer < NGX_HTTP_VOICE_DG_FRAME) {
+        return "voice_stt_buffer must be at least 8k for deepgram";
     }
 
     if (conf->key.len && conf->auth.len == 0) {
@@ -347,10 +339,6 @@ ngx_http_voice_dg_init_conf(ngx_conf_t *cf, ngx_http_voice_stt_conf_t *conf)
                        sizeof("Authorization: Token ") - 1);
         p = ngx_cpymem(p, conf->key.data, conf->key.len);
         *p++ = CR; *p = LF;
-    }
-
-    if (conf->buffer < NGX_HTTP_VOICE_DG_FRAME) {
-        return "voice_stt_buffer must be at least 8k for deepgram";
     }
 
     return ngx_http_voice_dg_check_params(cf, conf);
