@@ -22,7 +22,7 @@ DEBIAN_PACKAGES := nginx nginx-dev build-essential pkg-config \
     liblist-moreutils-perl libipc-run-perl libwww-perl libjson-perl \
     python3-websockets nodejs procps clang libclang-rt-14-dev \
     libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev \
-    pocketsphinx-en-us
+    pocketsphinx-en-us libespeak-ng-dev
 
 MODULE_SRCS := $(wildcard ngx_http_voice_module/*.[ch] adapters/*.[ch] \
                            state/*.[ch]) config
@@ -237,14 +237,9 @@ $(BUILD)/sphinx-probe: tools/sphinx-probe.c | $(BUILD)/.deps
 
 # Measures espeak-ng (speed, streaming, stopping, threads) for the
 # embedded offline TTS; not part of make all.
-ESPEAK_PACKAGES := libespeak-ng-dev libsamplerate0-dev
-
 espeak-probe: $(BUILD)/espeak-probe
 
 $(BUILD)/espeak-probe: tools/espeak-probe.c | $(BUILD)/.deps
-	@dpkg-query -W $(ESPEAK_PACKAGES) >/dev/null 2>&1 \
-	    || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	           --no-install-recommends $(ESPEAK_PACKAGES)
 	$(CC) $(CFLAGS_TOOL) -pthread -o $@ $< -lespeak-ng -lsamplerate -lm
 
 clean:

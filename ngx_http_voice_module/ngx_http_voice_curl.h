@@ -78,6 +78,12 @@ ngx_http_voice_curl_t *ngx_http_voice_curl_start(
     void *data, ngx_log_t *log);
 
 /*
+ * Stops taking the response body (pause 1) until resumed (pause 0); body
+ * already received may still be delivered.  Safe from inside body.
+ */
+void ngx_http_voice_curl_pause(ngx_http_voice_curl_t *req, ngx_uint_t pause);
+
+/*
  * Tears the transfer down now, in this event-loop turn: the socket is
  * closed unless curl keeps it for reuse after a complete response.  No
  * callback follows.  Safe from inside header and body.

@@ -149,6 +149,13 @@ static ngx_conf_enum_t  ngx_http_voice_qualities[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_voice_tts_auths[] = {
+    { ngx_string("bearer"), NGX_HTTP_VOICE_TTS_AUTH_BEARER },
+    { ngx_string("x-api-key"), NGX_HTTP_VOICE_TTS_AUTH_HEADER },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_voice_commands[] = {
 
     { ngx_string("voice"),
@@ -472,6 +479,97 @@ static ngx_command_t  ngx_http_voice_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_voice_loc_conf_t, llm.tool_timeout),
       &ngx_http_voice_timeout_bounds },
+
+    { ngx_string("voice_tts"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_voice_tts_engine_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, tts),
+      NULL },
+
+    { ngx_string("voice_tts_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, tts.url),
+      NULL },
+
+    { ngx_string("voice_tts_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_voice_tts_key_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, tts),
+      NULL },
+
+    { ngx_string("voice_tts_voice"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, tts.voice),
+      NULL },
+
+    { ngx_string("voice_tts_model"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, tts.model),
+      NULL },
+
+    { ngx_string("voice_tts_language"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, tts.language),
+      NULL },
+
+    { ngx_string("voice_tts_version"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, tts.version),
+      NULL },
+
+    { ngx_string("voice_tts_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, tts.auth),
+      &ngx_http_voice_tts_auths },
+
+    { ngx_string("voice_tts_speed"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_voice_tts_speed_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, tts),
+      NULL },
+
+    { ngx_string("voice_tts_max_phrase"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, tts.max_phrase),
+      NULL },
+
+    { ngx_string("voice_tts_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, tts.timeout),
+      &ngx_http_voice_timeout_bounds },
+
+    { ngx_string("voice_barge_in"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, barge_in),
+      NULL },
+
+    { ngx_string("voice_barge_in_min_speech"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_voice_loc_conf_t, barge_in_min_speech),
+      NULL },
 
     { ngx_string("voice_stt_model"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -1055,6 +1153,9 @@ ngx_http_voice_create_loc_conf(ngx_conf_t *cf)
 
     ngx_http_voice_stt_create_conf(&conf->stt);
     ngx_http_voice_llm_create_conf(&conf->llm);
+    ngx_http_voice_tts_create_conf(&conf->tts);
+    conf->barge_in = NGX_CONF_UNSET;
+    conf->barge_in_min_speech = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -1142,6 +1243,21 @@ ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     {
         return NGX_CONF_ERROR;
     }
+
+    conf->tts.connect_timeout = conf->upstream_connect_timeout;
+    conf->tts.ssl_verify = conf->ssl_verify;
+    conf->tts.ssl_trusted_certificate = conf->ssl_trusted_certificate;
+
+    if (ngx_http_voice_tts_merge_conf(cf, &prev->tts, &conf->tts, agent,
+                                      serves)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_merge_value(conf->barge_in, prev->barge_in, 1);
+    ngx_conf_merge_msec_value(conf->barge_in_min_speech,
+                              prev->barge_in_min_speech, 0);
 
     if (serves && agent && conf->stt.engine == NGX_HTTP_VOICE_STT_EMBEDDED) {
         return ngx_http_voice_merge_embedded(cf);

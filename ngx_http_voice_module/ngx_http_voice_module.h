@@ -15,6 +15,7 @@
 
 #include "ngx_http_voice_stt.h"
 #include "ngx_http_voice_llm.h"
+#include "ngx_http_voice_tts.h"
 
 
 #define NGX_HTTP_VOICE_PIPELINE_ECHO   1
@@ -64,6 +65,9 @@ typedef struct {
     ngx_str_t           ssl_trusted_certificate;
     ngx_http_voice_stt_conf_t  stt;
     ngx_http_voice_llm_conf_t  llm;
+    ngx_http_voice_tts_conf_t  tts;
+    ngx_flag_t          barge_in;
+    ngx_msec_t          barge_in_min_speech;
 } ngx_http_voice_loc_conf_t;
 
 

@@ -113,6 +113,15 @@ ngx_http_voice_upstream_t *ngx_http_voice_upstream_connect(
 ngx_int_t ngx_http_voice_upstream_send(ngx_http_voice_upstream_t *u,
     ngx_uint_t opcode, u_char *data, size_t len);
 
+/*
+ * Stops reading from the provider (pause 1) until resumed (pause 0): its
+ * messages wait in the kernel, so TCP slows it down.  A message already
+ * read may still be delivered.  Resuming delivers what waits, from the
+ * event loop.
+ */
+void ngx_http_voice_upstream_pause(ngx_http_voice_upstream_t *u,
+    ngx_uint_t pause);
+
 /* bytes queued and not yet written to the socket */
 size_t ngx_http_voice_upstream_queued(ngx_http_voice_upstream_t *u);
 
