@@ -52,6 +52,7 @@ static void ngx_http_voice_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_voice_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_voice_init_main_conf(ngx_conf_t *cf, void *conf);
 static char *ngx_http_voice_merge_embedded(ngx_conf_t *cf);
+static char *ngx_http_voice_merge_threads(ngx_conf_t *cf, ngx_uint_t *used);
 static void *ngx_http_voice_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -1034,6 +1035,13 @@ ngx_http_voice_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (vmcf->embedded_tts
+        && ngx_http_voice_tts_embedded_init_process(cycle, vmcf->thread_pool)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -1051,6 +1059,10 @@ ngx_http_voice_exit_process(ngx_cycle_t *cycle)
 
     if (vmcf->embedded_stt) {
         ngx_http_voice_stt_embedded_exit_process(cycle);
+    }
+
+    if (vmcf->embedded_tts) {
+        ngx_http_voice_tts_embedded_exit_process(cycle);
     }
 
     ngx_http_voice_curl_exit_process(cycle);
@@ -1109,12 +1121,27 @@ ngx_http_voice_merge_embedded(ngx_conf_t *cf)
         return NGX_CONF_ERROR;
     }
 
-    vmcf->thread_pool = ngx_thread_pool_add(cf, &vmcf->thread_pool_name);
+    return ngx_http_voice_merge_threads(cf, &vmcf->embedded_stt);
+}
+
+
+/* an embedded engine is used: the worker needs the thread pool */
+
+static char *
+ngx_http_voice_merge_threads(ngx_conf_t *cf, ngx_uint_t *used)
+{
+    ngx_http_voice_main_conf_t  *vmcf;
+
+    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_voice_module);
+
     if (vmcf->thread_pool == NULL) {
-        return NGX_CONF_ERROR;
+        vmcf->thread_pool = ngx_thread_pool_add(cf, &vmcf->thread_pool_name);
+        if (vmcf->thread_pool == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
-    vmcf->embedded_stt = 1;
+    *used = 1;
 
     return NGX_CONF_OK;
 }
@@ -1167,8 +1194,9 @@ ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_voice_loc_conf_t *prev = parent;
     ngx_http_voice_loc_conf_t *conf = child;
 
-    ngx_uint_t                 agent, serves;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_uint_t                   agent, serves;
+    ngx_http_core_loc_conf_t    *clcf;
+    ngx_http_voice_main_conf_t  *vmcf;
 
     ngx_conf_merge_uint_value(conf->pipeline, prev->pipeline,
                               NGX_HTTP_VOICE_PIPELINE_ECHO);
@@ -1258,6 +1286,15 @@ ngx_http_voice_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->barge_in, prev->barge_in, 1);
     ngx_conf_merge_msec_value(conf->barge_in_min_speech,
                               prev->barge_in_min_speech, 0);
+
+    vmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_voice_module);
+
+    if (serves && agent && conf->tts.engine == NGX_HTTP_VOICE_TTS_EMBEDDED
+        && ngx_http_voice_merge_threads(cf, &vmcf->embedded_tts)
+           != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     if (serves && agent && conf->stt.engine == NGX_HTTP_VOICE_STT_EMBEDDED) {
         return ngx_http_voice_merge_embedded(cf);

@@ -35,6 +35,7 @@ typedef struct {
     ngx_str_t           thread_pool_name;
     ngx_thread_pool_t  *thread_pool;        /* for the embedded engines */
     ngx_uint_t          embedded_stt;       /* a location uses it */
+    ngx_uint_t          embedded_tts;       /* ... and this one */
 } ngx_http_voice_main_conf_t;
 
 
