@@ -51,7 +51,7 @@ UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
 TOOLS       := $(BUILD)/voice-bench $(BUILD)/audio-bench $(BUILD)/vad-bench
 
 .PHONY: all deps module tools unit run test test-unit test-nginx \
-        test-integration test-mock test-stt test-llm test-curl \
+        test-integration test-mock test-stt test-llm test-tts test-curl \
         curl-test-module espeak-probe \
         bench fuzz sphinx-probe clean
 
@@ -158,7 +158,7 @@ run: all
 
 test: all unit
 	@$(MAKE) -s test-unit test-nginx test-mock test-curl test-integration \
-	    test-stt test-llm
+	    test-stt test-llm test-tts
 
 # the labelled set the VAD is tuned and tested on: generated, not kept
 VAD_SET     := $(BUILD)/vad
@@ -200,6 +200,10 @@ test-stt: all
 # the language model stage against the LLM mock
 test-llm: all
 	@$(PY) t/llm/run.py
+
+# speech synthesis and barge-in against the TTS and LLM mocks
+test-tts: all
+	@$(PY) t/tts/run.py
 
 # the provider mocks check themselves before anything relies on them
 test-mock: $(BUILD)/.deps

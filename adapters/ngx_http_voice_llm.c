@@ -590,22 +590,35 @@ ngx_http_voice_llm_tools_done(ngx_http_voice_llm_t *llm)
 }
 
 
-/* the reply is complete: the client gets it whole, memory keeps it */
+/* the reply's text is complete: the client gets it whole */
 
 ngx_int_t
 ngx_http_voice_llm_finish(ngx_http_voice_llm_t *llm)
 {
-    ngx_int_t                      rc;
+    return ngx_http_voice_llm_send(llm,
+               ngx_http_voice_protocol_reply(ngx_http_voice_llm_json,
+                                             sizeof(ngx_http_voice_llm_json),
+                                             llm->turn, &llm->reply));
+}
+
+
+/*
+ * The reply is over: memory keeps the first len bytes of it, all of it
+ * when it was heard to its end, what was heard of it when it was cut.
+ */
+
+ngx_int_t
+ngx_http_voice_llm_remember(ngx_http_voice_llm_t *llm, size_t len)
+{
+    ngx_str_t                      text;
     ngx_http_voice_llm_message_t  *m;
 
-    rc = ngx_http_voice_llm_send(llm,
-             ngx_http_voice_protocol_reply(ngx_http_voice_llm_json,
-                                           sizeof(ngx_http_voice_llm_json),
-                                           llm->turn, &llm->reply));
+    text.data = llm->reply.data;
+    text.len = ngx_min(len, llm->reply.len);
 
-    if (llm->reply.len) {
+    if (llm->turn && text.len) {
         m = ngx_http_voice_llm_message(NGX_HTTP_VOICE_LLM_ASSISTANT,
-                                       llm->turn, &llm->reply, NULL, NULL);
+                                       llm->turn, &text, NULL, NULL);
         if (m == NULL) {
             return NGX_ERROR;
         }
@@ -615,43 +628,42 @@ ngx_http_voice_llm_finish(ngx_http_voice_llm_t *llm)
 
     llm->turn = 0;
 
-    return rc;
+    return NGX_OK;
 }
 
 
-/* a reply cut short: nothing of it is remembered */
+/* a reply cut short: the client learns what of it was heard */
 
 ngx_int_t
-ngx_http_voice_llm_interrupt(ngx_http_voice_llm_t *llm, const char *reason)
+ngx_http_voice_llm_interrupt(ngx_http_voice_llm_t *llm, const char *reason,
+    size_t spoken)
 {
-    ngx_str_t  spoken;
+    ngx_str_t  heard;
 
     if (llm->turn == 0) {
         return NGX_OK;
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, llm->log, 0,
-                   "voice: llm reply to turn %ui interrupted: %s",
-                   llm->turn, reason);
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, llm->log, 0,
+                   "voice: llm reply to turn %ui interrupted: %s, %uz "
+                   "bytes heard", llm->turn, reason, spoken);
 
     ngx_http_voice_llm_stop(llm);
     ngx_http_voice_llm_free_calls(llm);
 
-    /* nothing is spoken yet: replies are text until speech comes */
-    ngx_str_set(&spoken, "");
+    heard.data = llm->reply.data;
+    heard.len = ngx_min(spoken, llm->reply.len);
 
     if (ngx_http_voice_llm_send(llm,
             ngx_http_voice_protocol_interrupted(ngx_http_voice_llm_json,
                                                 sizeof(ngx_http_voice_llm_json),
-                                                llm->turn, reason, &spoken))
+                                                llm->turn, reason, &heard))
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    llm->turn = 0;
-
-    return NGX_OK;
+    return ngx_http_voice_llm_remember(llm, spoken);
 }
 
 

@@ -198,8 +198,10 @@ ngx_int_t ngx_http_voice_llm_delta(ngx_http_voice_llm_t *llm, u_char *data,
 ngx_int_t ngx_http_voice_llm_run_tools(ngx_http_voice_llm_t *llm);
 ngx_int_t ngx_http_voice_llm_tools_done(ngx_http_voice_llm_t *llm);
 ngx_int_t ngx_http_voice_llm_finish(ngx_http_voice_llm_t *llm);
+ngx_int_t ngx_http_voice_llm_remember(ngx_http_voice_llm_t *llm,
+    size_t len);
 ngx_int_t ngx_http_voice_llm_interrupt(ngx_http_voice_llm_t *llm,
-    const char *reason);
+    const char *reason, size_t spoken);
 ngx_int_t ngx_http_voice_llm_error(ngx_http_voice_llm_t *llm);
 void ngx_http_voice_llm_close(ngx_http_voice_llm_t *llm);
 

@@ -133,6 +133,7 @@ typedef struct {
 
 
 #define NGX_HTTP_VOICE_TTS_ANCHORS  64
+#define NGX_HTTP_VOICE_TTS_PENDING  16     /* phrase ends remembered */
 
 
 struct ngx_http_voice_tts_s {
@@ -158,24 +159,29 @@ struct ngx_http_voice_tts_s {
     u_char                             *phrase_buf;
     size_t                              fed;       /* reply bytes phrased */
     ngx_uint_t                          words;     /* in phrases given */
+    size_t                              ends[NGX_HTTP_VOICE_TTS_PENDING];
     ngx_http_voice_resampler_t          resampler; /* rate -> out_rate */
-    u_char                              odd;       /* a half sample */
+    size_t                              high;      /* samples queued that
+                                                      pause the engine */
     uint64_t                            start;     /* the reply's first
                                                       sample, in the
                                                       client's stream */
-    uint64_t                            queued;    /* samples queued, at
-                                                      out_rate */
     ngx_http_voice_tts_anchor_t         anchors[NGX_HTTP_VOICE_TTS_ANCHORS];
     ngx_uint_t                          nanchors;
+    ngx_uint_t                          scan_words;    /* word_end's */
+    size_t                              scan_offset;
     size_t                              spoken;    /* reply bytes heard */
     ngx_msec_t                          asked;     /* when the reply began */
     ngx_msec_t                          first_audio;  /* ms after asked */
     ngx_event_t                         timer;     /* audio overdue */
     const char                         *error;
-    unsigned                            speaking:1;    /* audio went out */
+    u_char                              odd;       /* a half sample */
+    unsigned                            carried:1; /* odd holds one */
+    unsigned                            speaking:1;    /* audio queued */
     unsigned                            ended:1;       /* end() called */
     unsigned                            done:1;        /* all reported */
     unsigned                            failed:1;      /* this reply */
+    unsigned                            heard:1;       /* played out */
     unsigned                            paused:1;
     unsigned                            silenced:1;    /* barge-in */
     unsigned                            closed:1;
@@ -237,7 +243,7 @@ ngx_int_t ngx_http_voice_tts_begin(ngx_http_voice_tts_t *tts,
 ngx_int_t ngx_http_voice_tts_text(ngx_http_voice_tts_t *tts);
 ngx_int_t ngx_http_voice_tts_end(ngx_http_voice_tts_t *tts);
 ngx_int_t ngx_http_voice_tts_drained(ngx_http_voice_tts_t *tts,
-    uint64_t queued);
+    size_t queued);
 size_t ngx_http_voice_tts_silence(ngx_http_voice_tts_t *tts,
     uint64_t played);
 void ngx_http_voice_tts_cancel(ngx_http_voice_tts_t *tts);

@@ -479,6 +479,15 @@ ngx_http_voice_resampler_init(ngx_http_voice_resampler_t *rs,
 
 
 void
+ngx_http_voice_resampler_reset(ngx_http_voice_resampler_t *rs)
+{
+    if (rs->src) {
+        (void) src_reset(rs->src);
+    }
+}
+
+
+void
 ngx_http_voice_resampler_free(ngx_http_voice_resampler_t *rs)
 {
     if (rs->src) {

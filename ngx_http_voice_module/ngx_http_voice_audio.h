@@ -93,6 +93,9 @@ ngx_int_t ngx_http_voice_resampler_init(ngx_http_voice_resampler_t *rs,
     ngx_uint_t from, ngx_uint_t to, ngx_uint_t quality);
 void ngx_http_voice_resampler_free(ngx_http_voice_resampler_t *rs);
 
+/* forgets the samples held back for the next call: a new stream begins */
+void ngx_http_voice_resampler_reset(ngx_http_voice_resampler_t *rs);
+
 /*
  * Converts n samples and keeps the filter state for the next call, so a
  * stream cut into frames of any size comes out without seams.  Returns

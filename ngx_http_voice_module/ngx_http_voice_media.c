@@ -236,6 +236,16 @@ ngx_http_voice_media_listen(ngx_http_voice_session_t *s, int16_t *pcm,
         if (ngx_http_voice_vad_talking(s->vad)) {
             s->utterance += n;
 
+            /* a barge-in that waits for more speech than the VAD's */
+
+            if (s->state == NGX_HTTP_VOICE_ST_SPEAKING
+                && s->conf->barge_in_min_speech > s->conf->vad_min_speech
+                && ngx_http_voice_media_barge_in(s, NGX_HTTP_VOICE_EV_AUDIO)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
             if (s->utterance > s->conf->max_utterance * NGX_HTTP_VOICE_RATE
                                / 1000
                 || s->utterance_size > s->conf->max_utterance_size)
@@ -415,7 +425,11 @@ ngx_http_voice_media_pace(ngx_http_voice_session_t *s)
                               1));
     }
 
-    return NGX_OK;
+    /* room in the queue for more speech, or the reply played out */
+
+    return s->tts ? ngx_http_voice_tts_drained(s->tts,
+                                               ngx_http_voice_media_queued(s))
+                  : NGX_OK;
 }
 
 /* one 20 ms frame in the client's format and dialect */
@@ -555,6 +569,10 @@ ngx_http_voice_media_drop(ngx_http_voice_session_t *s)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
                    "voice: playout dropped, %uL samples played", played);
 
+    if (s->tts) {
+        (void) ngx_http_voice_tts_silence(s->tts, played);
+    }
+
     if (s->conf->dialect == NGX_HTTP_VOICE_DIALECT_VOICE) {
         return NGX_OK;
     }
@@ -566,6 +584,112 @@ ngx_http_voice_media_drop(ngx_http_voice_session_t *s)
                                          NULL, 0)
             == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
+
+/*
+ * The user speaks while the assistant does: once the speech has lasted
+ * voice_barge_in_min_speech (the STT's word for it counts at once), the
+ * assistant falls silent.
+ */
+
+ngx_int_t
+ngx_http_voice_media_barge_in(ngx_http_voice_session_t *s,
+    ngx_http_voice_event_e event)
+{
+    ngx_msec_t  heard;
+
+    if (!s->conf->barge_in || s->state != NGX_HTTP_VOICE_ST_SPEAKING) {
+        return NGX_OK;
+    }
+
+    if (event != NGX_HTTP_VOICE_EV_STT_SPEECH) {
+        if (s->vad == NULL || !ngx_http_voice_vad_talking(s->vad)) {
+            return NGX_OK;
+        }
+
+        /* the VAD declares speech after voice_vad_min_speech of it */
+        heard = s->conf->vad_min_speech
+                + s->utterance * 1000 / NGX_HTTP_VOICE_RATE;
+
+        if (heard < s->conf->barge_in_min_speech) {
+            return NGX_OK;
+        }
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->connection->log, 0,
+                   "voice: barge-in on %s", ngx_http_voice_event_name(event));
+
+    return ngx_http_voice_session_follow(s, NGX_HTTP_VOICE_EV_BARGE_IN);
+}
+
+
+/* speech for the client, at its rate: queued, then paced out */
+
+ngx_int_t
+ngx_http_voice_media_speak(ngx_http_voice_session_t *s, int16_t *pcm,
+    size_t n)
+{
+    if (s->close_queued || n == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_voice_ring_write(&s->playout, pcm, n * sizeof(int16_t))
+        != NGX_OK)
+    {
+        /* the engine was paused at half the bound: this is a bug's mark */
+        s->dropped++;
+        ngx_log_error(NGX_LOG_WARN, s->connection->log, 0,
+                      "voice: playout buffer full, speech dropped");
+    }
+
+    if (!s->playout_timer.timer_set && ngx_http_voice_media_pace(s) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* from a provider's event, not the client's: what is due goes now */
+
+    return (s->depth == 0 && !s->done) ? ngx_http_voice_session_send(s)
+                                       : NGX_OK;
+}
+
+
+/* the speech ends: its last part frame is filled with silence */
+
+ngx_int_t
+ngx_http_voice_media_pad(ngx_http_voice_session_t *s)
+{
+    size_t  queued, pad;
+
+    static const int16_t  silence[960];
+
+    queued = ngx_http_voice_media_queued(s);
+
+    if (s->frame == 0 || queued % s->frame == 0) {
+        return NGX_OK;
+    }
+
+    pad = s->frame - queued % s->frame;
+
+    if (ngx_http_voice_ring_write(&s->playout, silence, pad * sizeof(int16_t))
+        != NGX_OK)
+    {
+        ngx_http_voice_ring_consume(&s->playout,
+                                    (queued % s->frame) * sizeof(int16_t));
+    }
+
+    return (s->playout_timer.timer_set) ? NGX_OK
+                                        : ngx_http_voice_media_pace(s);
+}
+
+
+/* where the next sample queued will be in the client's stream */
+
+uint64_t
+ngx_http_voice_media_position(ngx_http_voice_session_t *s)
+{
+    return s->pacer.sent + ngx_http_voice_media_queued(s);
+}
+
 
 /* NGX_OK, NGX_DECLINED when the line is full, NGX_ERROR when over */
 

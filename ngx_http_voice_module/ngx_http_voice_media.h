@@ -28,6 +28,15 @@ void ngx_http_voice_media_end_turn(ngx_http_voice_session_t *s);
 ngx_int_t ngx_http_voice_media_mark(ngx_http_voice_session_t *s,
     ngx_http_voice_message_t *msg);
 ngx_int_t ngx_http_voice_media_drop(ngx_http_voice_session_t *s);
+ngx_int_t ngx_http_voice_media_barge_in(ngx_http_voice_session_t *s,
+    ngx_http_voice_event_e event);
+
+/* the assistant's speech: PCM16 at the client's rate, paced out */
+ngx_int_t ngx_http_voice_media_speak(ngx_http_voice_session_t *s,
+    int16_t *pcm, size_t n);
+ngx_int_t ngx_http_voice_media_pad(ngx_http_voice_session_t *s);
+uint64_t ngx_http_voice_media_position(ngx_http_voice_session_t *s);
+#define ngx_http_voice_media_queued(s)  ((s)->playout.used / sizeof(int16_t))
 
 ngx_int_t ngx_http_voice_media_flush(ngx_http_voice_session_t *s);
 void ngx_http_voice_media_stop(ngx_http_voice_session_t *s);

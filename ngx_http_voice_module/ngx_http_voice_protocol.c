@@ -761,6 +761,16 @@ ngx_http_voice_protocol_reply(u_char *buf, size_t size, ngx_uint_t turn,
 
 
 size_t
+ngx_http_voice_protocol_audio_done(u_char *buf, size_t size, ngx_uint_t turn)
+{
+    return ngx_http_voice_protocol_dump(
+        json_pack("{s:s, s:i}", "type", "response.audio.done",
+                  "turn", (int) turn),
+        buf, size);
+}
+
+
+size_t
 ngx_http_voice_protocol_interrupted(u_char *buf, size_t size,
     ngx_uint_t turn, const char *reason, ngx_str_t *spoken)
 {

@@ -40,6 +40,9 @@ static ngx_int_t ngx_http_voice_session_message(ngx_http_voice_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len);
 static ngx_int_t ngx_http_voice_session_peer_close(
     ngx_http_voice_session_t *s, ngx_http_voice_ws_chunk_t *ch);
+static ngx_int_t ngx_http_voice_session_spoken(ngx_http_voice_session_t *s);
+static ngx_int_t ngx_http_voice_session_cancel_reply(
+    ngx_http_voice_session_t *s, const char *reason);
 static ngx_int_t ngx_http_voice_session_act(ngx_http_voice_session_t *s,
     ngx_http_voice_action_e action, ngx_http_voice_event_e event,
     ngx_http_voice_input_t *in);
@@ -83,6 +86,7 @@ ngx_http_voice_session_create(ngx_http_request_t *r)
     s->connection = r->connection;
     s->conf = ngx_http_get_module_loc_conf(r, ngx_http_voice_module);
     s->state = NGX_HTTP_VOICE_ST_CONNECTED;
+    s->follow = NGX_HTTP_VOICE_EV_MAX;
 
     ngx_http_voice_ws_parser_init(&s->parser, 1, s->conf->max_frame_size,
                                   s->conf->max_message_size);
@@ -532,6 +536,7 @@ ngx_http_voice_session_event(ngx_http_voice_session_t *s,
 {
     u_char                              buf[64];
     size_t                              n;
+    ngx_int_t                           rc;
     ngx_uint_t                          i;
     ngx_http_voice_state_e              prev;
     const ngx_http_voice_transition_t  *t;
@@ -546,14 +551,23 @@ ngx_http_voice_session_event(ngx_http_voice_session_t *s,
 
     prev = s->state;
     s->state = t->next;
+    s->depth++;
+    rc = NGX_OK;
 
     for (i = 0; i < NGX_HTTP_VOICE_MAX_ACTIONS && t->actions[i]; i++) {
 
         if (ngx_http_voice_session_act(s, t->actions[i], event, in)
             != NGX_OK)
         {
-            return NGX_ERROR;
+            rc = NGX_ERROR;
+            break;
         }
+    }
+
+    s->depth--;
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
     }
 
     /*
@@ -572,6 +586,34 @@ ngx_http_voice_session_event(ngx_http_voice_session_t *s,
             return NGX_ERROR;
         }
     }
+
+    /* an event that an action left to follow this one, in its own right */
+
+    if (s->follow != NGX_HTTP_VOICE_EV_MAX) {
+        event = s->follow;
+        s->follow = NGX_HTTP_VOICE_EV_MAX;
+
+        return ngx_http_voice_session_event(s, event, NULL);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * An action's event that comes after the one under way, so the client
+ * sees each state it passes; outside any event it is raised at once.
+ */
+
+ngx_int_t
+ngx_http_voice_session_follow(ngx_http_voice_session_t *s,
+    ngx_http_voice_event_e event)
+{
+    if (s->depth == 0) {
+        return ngx_http_voice_session_raise(s, event, NULL);
+    }
+
+    s->follow = event;
 
     return NGX_OK;
 }
@@ -743,10 +785,22 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
                       : NGX_OK;
 
     case NGX_HTTP_VOICE_ACT_THINK:
+        if (s->tts && s->llm->input
+            && ngx_http_voice_tts_begin(s->tts, s->llm->input->turn,
+                                        &s->llm->reply)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
         return ngx_http_voice_llm_think(s->llm);
 
     case NGX_HTTP_VOICE_ACT_DELTA:
-        return ngx_http_voice_llm_delta(s->llm, in->data, in->len);
+        if (ngx_http_voice_llm_delta(s->llm, in->data, in->len) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return s->tts ? ngx_http_voice_tts_text(s->tts) : NGX_OK;
 
     case NGX_HTTP_VOICE_ACT_TOOL:
         return ngx_http_voice_llm_run_tools(s->llm);
@@ -755,16 +809,55 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
         return ngx_http_voice_llm_tools_done(s->llm);
 
     case NGX_HTTP_VOICE_ACT_REPLY_DONE:
-        return ngx_http_voice_llm_finish(s->llm);
+        if (ngx_http_voice_llm_finish(s->llm) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        /* a reply in text only is over with its text */
+
+        return s->tts ? ngx_http_voice_tts_end(s->tts)
+                      : ngx_http_voice_session_follow(s,
+                                              NGX_HTTP_VOICE_EV_REPLY_SPOKEN);
+
+    case NGX_HTTP_VOICE_ACT_AUDIO_DONE:
+        return ngx_http_voice_session_spoken(s);
+
+    case NGX_HTTP_VOICE_ACT_BARGE_IN:
+        return ngx_http_voice_media_barge_in(s, event);
+
+    case NGX_HTTP_VOICE_ACT_SILENCE:
+        s->reason = (event == NGX_HTTP_VOICE_EV_CANCEL) ? "cancel"
+                                                         : "barge_in";
+
+        if (ngx_http_voice_media_drop(s) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return ngx_http_voice_session_follow(s, NGX_HTTP_VOICE_EV_SILENCED);
 
     case NGX_HTTP_VOICE_ACT_CANCEL_REPLY:
-        return s->llm ? ngx_http_voice_llm_interrupt(s->llm,
-                            (event == NGX_HTTP_VOICE_EV_USER_TURN)
-                            ? "barge_in" : "cancel")
-                      : NGX_OK;
+        return ngx_http_voice_session_cancel_reply(s,
+                   (event == NGX_HTTP_VOICE_EV_SILENCED) ? s->reason
+                   : (event == NGX_HTTP_VOICE_EV_USER_TURN) ? "barge_in"
+                   : "cancel");
+
+    case NGX_HTTP_VOICE_ACT_SETTLE:
+        return ngx_http_voice_session_follow(s, NGX_HTTP_VOICE_EV_CANCELLED);
 
     case NGX_HTTP_VOICE_ACT_ERROR_LLM:
+        if (s->tts) {
+            if (ngx_http_voice_media_drop(s) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            ngx_http_voice_tts_cancel(s->tts);
+        }
+
         return ngx_http_voice_llm_error(s->llm);
+
+    case NGX_HTTP_VOICE_ACT_ERROR_TTS:
+        return ngx_http_voice_session_error(s, "TTS_FAIL",
+                                            (char *) in->data, 1);
 
     case NGX_HTTP_VOICE_ACT_ERROR_STT:
         return ngx_http_voice_session_error(s, "STT_FAIL",
@@ -778,6 +871,64 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
     default: /* NGX_HTTP_VOICE_ACT_NONE */
         return NGX_OK;
     }
+}
+
+
+/* the reply has been heard to its end: memory keeps all of it */
+
+static ngx_int_t
+ngx_http_voice_session_spoken(ngx_http_voice_session_t *s)
+{
+    u_char      buf[64];
+    ngx_uint_t  turn;
+
+    turn = s->llm->turn;
+
+    if (s->tts) {
+        if (s->tts->speaking
+            && ngx_http_voice_session_text(s, buf,
+                   ngx_http_voice_protocol_audio_done(buf, sizeof(buf),
+                                                      turn))
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_voice_tts_cancel(s->tts);
+    }
+
+    return ngx_http_voice_llm_remember(s->llm, s->llm->reply.len);
+}
+
+
+/*
+ * A reply is cut short: its audio stops (unless a barge-in stopped it
+ * already), its streams are torn down, and the client learns what of it
+ * was heard, which is all that memory keeps.
+ */
+
+static ngx_int_t
+ngx_http_voice_session_cancel_reply(ngx_http_voice_session_t *s,
+    const char *reason)
+{
+    size_t  spoken;
+
+    if (s->llm == NULL) {
+        return NGX_OK;
+    }
+
+    spoken = 0;
+
+    if (s->tts && s->tts->turn) {
+        if (!s->tts->silenced && ngx_http_voice_media_drop(s) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        spoken = s->tts->spoken;
+        ngx_http_voice_tts_cancel(s->tts);
+    }
+
+    return ngx_http_voice_llm_interrupt(s->llm, reason, spoken);
 }
 
 
@@ -835,6 +986,26 @@ ngx_http_voice_session_listen(ngx_http_voice_session_t *s)
                        NGX_HTTP_VOICE_WS_INTERNAL, "internal error");
             return NGX_ERROR;
         }
+    }
+
+    if (s->llm && s->conf->tts.engine != NGX_HTTP_VOICE_TTS_OFF) {
+        s->tts = ngx_http_voice_tts_open(&s->conf->tts, s, s->request,
+                                         s->encoder.rate);
+
+        if (s->tts == NULL) {
+            ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
+                          "voice: speech synthesis could not start");
+
+            s->fail = 1;
+            (void) ngx_http_voice_session_error(s, "TTS_FAIL",
+                       "speech synthesis could not start", 0);
+            (void) ngx_http_voice_session_close(s,
+                       NGX_HTTP_VOICE_WS_INTERNAL, "internal error");
+            return NGX_ERROR;
+        }
+
+        /* the engine pauses with half the queue's bound waiting */
+        s->tts->high = s->conf->playout_buffer * s->encoder.rate / 2000;
     }
 
     if (s->conf->stt.engine == NGX_HTTP_VOICE_STT_OFF) {
@@ -1223,6 +1394,10 @@ ngx_http_voice_session_finalize(ngx_http_voice_session_t *s, ngx_int_t rc)
 
     if (s->llm) {
         ngx_http_voice_llm_close(s->llm);
+    }
+
+    if (s->tts) {
+        ngx_http_voice_tts_close(s->tts);
     }
 
     if (s->stt) {

@@ -59,6 +59,11 @@ typedef struct {
     ngx_uint_t                   turn;
     ngx_http_voice_stt_t        *stt;        /* NULL: nobody transcribes */
     ngx_http_voice_llm_t        *llm;        /* NULL: nobody answers */
+    ngx_http_voice_tts_t        *tts;        /* NULL: replies are text */
+    ngx_http_voice_event_e       follow;     /* raised once the event
+                                                under way is done */
+    ngx_uint_t                   depth;      /* events under way */
+    const char                  *reason;     /* of an interruption */
 
     /* audio out: PCM16 16 kHz -> client rate -> paced frames */
     ngx_http_voice_resampler_t   out_rate;
@@ -115,6 +120,8 @@ ngx_int_t ngx_http_voice_session_event(ngx_http_voice_session_t *s,
     ngx_http_voice_event_e event, ngx_http_voice_input_t *in);
 ngx_int_t ngx_http_voice_session_raise(ngx_http_voice_session_t *s,
     ngx_http_voice_event_e event, ngx_http_voice_input_t *in);
+ngx_int_t ngx_http_voice_session_follow(ngx_http_voice_session_t *s,
+    ngx_http_voice_event_e event);
 ngx_int_t ngx_http_voice_session_error(ngx_http_voice_session_t *s,
     const char *code, const char *message, ngx_uint_t recoverable);
 ngx_int_t ngx_http_voice_session_info(ngx_http_voice_session_t *s,

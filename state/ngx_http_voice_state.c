@@ -66,6 +66,9 @@ static const ngx_http_voice_transition_t
 
     ON(LISTENING,    AUDIO,          LISTENING,    A(AUDIO)),
     ON(LISTENING,    SPEECH_STARTED, TRANSCRIBING, A(SPEECH)),
+    ON(LISTENING,    SPEECH_ENDED,   LISTENING,    A(SPEECH), A(END_TURN)),
+    ON(LISTENING,    MAX_DURATION,   LISTENING,    A(FAIL_DURATION),
+                                                   A(END_TURN)),
     ON(LISTENING,    COMMIT,         LISTENING,    A(END_TURN)),
     ON(LISTENING,    MUTE,           LISTENING,    A(MUTE)),
     ON(LISTENING,    UNMUTE,         LISTENING,    A(UNMUTE)),
@@ -136,9 +139,12 @@ static const ngx_http_voice_transition_t
     ON(THINKING,     LLM_TOKEN,      THINKING,     A(DELTA)),
     ON(THINKING,     LLM_TOOL_CALL,  THINKING,     A(TOOL)),
     ON(THINKING,     TOOL_DONE,      THINKING,     A(TOOL_RESULT)),
-    ON(THINKING,     LLM_DONE,       LISTENING,    A(REPLY_DONE)),
+    ON(THINKING,     LLM_DONE,       THINKING,     A(REPLY_DONE)),
     ON(THINKING,     LLM_FAILED,     LISTENING,    A(ERROR_LLM)),
     ON(THINKING,     LLM_TIMEOUT,    LISTENING,    A(ERROR_LLM)),
+    ON(THINKING,     TTS_AUDIO,      SPEAKING,     A(NONE)),
+    ON(THINKING,     TTS_FAILED,     THINKING,     A(ERROR_TTS)),
+    ON(THINKING,     REPLY_SPOKEN,   LISTENING,    A(AUDIO_DONE)),
     ON(THINKING,     CANCEL,         LISTENING,    A(CANCEL),
                                                    A(CANCEL_REPLY)),
     ON(THINKING,     STT_SPEECH,     THINKING,     A(NONE)),
@@ -156,6 +162,55 @@ static const ngx_http_voice_transition_t
     ON(THINKING,     BAD_MESSAGE,    THINKING,     A(REJECT)),
     ON(THINKING,     SESSION_END,    CLOSED,       A(CANCEL_REPLY),
                                                    A(CLOSE_NORMAL)),
+
+    /*
+     * the reply is heard: its text may still stream; the user speaking
+     * over it for long enough (or response.cancel) interrupts it, which
+     * goes through interrupted (the queue is dropped) and cancelling (the
+     * streams are torn down) back to listening, in one event-loop turn
+     */
+
+    ON(SPEAKING,     AUDIO,          SPEAKING,     A(AUDIO)),
+    ON(SPEAKING,     SPEECH_STARTED, SPEAKING,     A(SPEECH), A(BARGE_IN)),
+    ON(SPEAKING,     STT_SPEECH,     SPEAKING,     A(BARGE_IN)),
+    ON(SPEAKING,     BARGE_IN,       INTERRUPTED,  A(SILENCE)),
+    ON(SPEAKING,     CANCEL,         INTERRUPTED,  A(SILENCE)),
+    ON(SPEAKING,     SPEECH_ENDED,   SPEAKING,     A(SPEECH), A(END_TURN)),
+    ON(SPEAKING,     COMMIT,         SPEAKING,     A(END_TURN)),
+    ON(SPEAKING,     MAX_DURATION,   SPEAKING,     A(FAIL_DURATION),
+                                                   A(END_TURN)),
+    ON(SPEAKING,     TRANSCRIPT_PARTIAL, SPEAKING, A(PARTIAL)),
+    ON(SPEAKING,     TRANSCRIPT_FINAL, SPEAKING,   A(FINAL)),
+    ON(SPEAKING,     TEXT_INPUT,     SPEAKING,     A(TEXT_TURN)),
+    ON(SPEAKING,     USER_TURN,      THINKING,     A(CANCEL_REPLY),
+                                                   A(THINK)),
+    ON(SPEAKING,     LLM_TOKEN,      SPEAKING,     A(DELTA)),
+    ON(SPEAKING,     LLM_TOOL_CALL,  SPEAKING,     A(TOOL)),
+    ON(SPEAKING,     TOOL_DONE,      SPEAKING,     A(TOOL_RESULT)),
+    ON(SPEAKING,     LLM_DONE,       SPEAKING,     A(REPLY_DONE)),
+    ON(SPEAKING,     LLM_FAILED,     LISTENING,    A(ERROR_LLM)),
+    ON(SPEAKING,     LLM_TIMEOUT,    LISTENING,    A(ERROR_LLM)),
+    ON(SPEAKING,     TTS_FAILED,     SPEAKING,     A(ERROR_TTS)),
+    ON(SPEAKING,     REPLY_SPOKEN,   LISTENING,    A(AUDIO_DONE)),
+    ON(SPEAKING,     STT_ERROR,      SPEAKING,     A(ERROR_STT)),
+    ON(SPEAKING,     STT_FAILED,     CLOSED,       A(ERROR_STT),
+                                                   A(CLOSE_INTERNAL)),
+    ON(SPEAKING,     MUTE,           SPEAKING,     A(MUTE)),
+    ON(SPEAKING,     UNMUTE,         SPEAKING,     A(UNMUTE)),
+    ON(SPEAKING,     MARK,           SPEAKING,     A(MARK)),
+    ON(SPEAKING,     DTMF,           SPEAKING,     A(DTMF)),
+    ON(SPEAKING,     NOTICE,         SPEAKING,     A(NONE)),
+    ON(SPEAKING,     SESSION_START,  SPEAKING,     A(REJECT)),
+    ON(SPEAKING,     AGENT_START,    SPEAKING,     A(REJECT)),
+    ON(SPEAKING,     BAD_FORMAT,     SPEAKING,     A(REJECT)),
+    ON(SPEAKING,     BAD_MESSAGE,    SPEAKING,     A(REJECT)),
+    ON(SPEAKING,     SESSION_END,    CLOSED,       A(CANCEL_REPLY),
+                                                   A(CLOSE_NORMAL)),
+
+    ON(INTERRUPTED,  SILENCED,       CANCELLING,   A(CANCEL_REPLY),
+                                                   A(SETTLE)),
+
+    ON(CANCELLING,   CANCELLED,      LISTENING,    A(NONE)),
 
     /*
      * closing: whatever still arrives is dropped; a flush that takes too
@@ -177,6 +232,12 @@ static const ngx_http_voice_transition_t
     ON(CLOSED,       LLM_DONE,       CLOSED,       A(NONE)),
     ON(CLOSED,       LLM_FAILED,     CLOSED,       A(NONE)),
     ON(CLOSED,       LLM_TIMEOUT,    CLOSED,       A(NONE)),
+    ON(CLOSED,       TTS_AUDIO,      CLOSED,       A(NONE)),
+    ON(CLOSED,       TTS_FAILED,     CLOSED,       A(NONE)),
+    ON(CLOSED,       REPLY_SPOKEN,   CLOSED,       A(NONE)),
+    ON(CLOSED,       BARGE_IN,       CLOSED,       A(NONE)),
+    ON(CLOSED,       SILENCED,       CLOSED,       A(NONE)),
+    ON(CLOSED,       CANCELLED,      CLOSED,       A(NONE)),
     ON(CLOSED,       COMMIT,         CLOSED,       A(NONE)),
     ON(CLOSED,       MUTE,           CLOSED,       A(NONE)),
     ON(CLOSED,       UNMUTE,         CLOSED,       A(NONE)),
@@ -214,6 +275,9 @@ static const ngx_http_voice_transition_t  ngx_http_voice_invalid[ST(MAX)] = {
     [ST(LISTENING)]    = { ST(LISTENING),    { A(ERROR_INVALID) } },
     [ST(TRANSCRIBING)] = { ST(TRANSCRIBING), { A(ERROR_INVALID) } },
     [ST(THINKING)]     = { ST(THINKING),     { A(ERROR_INVALID) } },
+    [ST(SPEAKING)]     = { ST(SPEAKING),     { A(ERROR_INVALID) } },
+    [ST(INTERRUPTED)]  = { ST(INTERRUPTED),  { A(ERROR_INVALID) } },
+    [ST(CANCELLING)]   = { ST(CANCELLING),   { A(ERROR_INVALID) } },
     [ST(CLOSED)]       = { ST(CLOSED),       { A(ERROR_INVALID) } },
 };
 
@@ -225,6 +289,9 @@ static const char  *ngx_http_voice_state_names[ST(MAX)] = {
     [ST(LISTENING)]       = "listening",
     [ST(TRANSCRIBING)]    = "transcribing",
     [ST(THINKING)]        = "thinking",
+    [ST(SPEAKING)]        = "speaking",
+    [ST(INTERRUPTED)]     = "interrupted",
+    [ST(CANCELLING)]      = "cancelling",
     [ST(CLOSED)]          = "closed",
 };
 
@@ -262,6 +329,12 @@ static const char  *ngx_http_voice_event_names[EV(MAX)] = {
     [EV(LLM_DONE)]        = "LLM_DONE",
     [EV(LLM_FAILED)]      = "LLM_FAILED",
     [EV(LLM_TIMEOUT)]     = "LLM_TIMEOUT",
+    [EV(TTS_AUDIO)]       = "TTS_AUDIO",
+    [EV(TTS_FAILED)]      = "TTS_FAILED",
+    [EV(REPLY_SPOKEN)]    = "REPLY_SPOKEN",
+    [EV(BARGE_IN)]        = "BARGE_IN",
+    [EV(SILENCED)]        = "SILENCED",
+    [EV(CANCELLED)]       = "CANCELLED",
 };
 
 
@@ -299,6 +372,11 @@ static const char  *ngx_http_voice_action_names[A(MAX)] = {
     [A(REPLY_DONE)]       = "REPLY_DONE",
     [A(CANCEL_REPLY)]     = "CANCEL_REPLY",
     [A(ERROR_LLM)]        = "ERROR_LLM",
+    [A(ERROR_TTS)]        = "ERROR_TTS",
+    [A(AUDIO_DONE)]       = "AUDIO_DONE",
+    [A(BARGE_IN)]         = "BARGE_IN",
+    [A(SILENCE)]          = "SILENCE",
+    [A(SETTLE)]           = "SETTLE",
 };
 
 

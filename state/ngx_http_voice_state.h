@@ -24,6 +24,9 @@ typedef enum {
     NGX_HTTP_VOICE_ST_LISTENING,
     NGX_HTTP_VOICE_ST_TRANSCRIBING,
     NGX_HTTP_VOICE_ST_THINKING,
+    NGX_HTTP_VOICE_ST_SPEAKING,
+    NGX_HTTP_VOICE_ST_INTERRUPTED,
+    NGX_HTTP_VOICE_ST_CANCELLING,
     NGX_HTTP_VOICE_ST_CLOSED,
     NGX_HTTP_VOICE_ST_MAX
 } ngx_http_voice_state_e;
@@ -62,6 +65,12 @@ typedef enum {
     NGX_HTTP_VOICE_EV_LLM_DONE,          /* the reply is complete */
     NGX_HTTP_VOICE_EV_LLM_FAILED,        /* it failed, retries are over */
     NGX_HTTP_VOICE_EV_LLM_TIMEOUT,       /* it took too long */
+    NGX_HTTP_VOICE_EV_TTS_AUDIO,         /* the reply's first audio queued */
+    NGX_HTTP_VOICE_EV_TTS_FAILED,        /* its speech failed, text goes on */
+    NGX_HTTP_VOICE_EV_REPLY_SPOKEN,      /* ... it has all been played */
+    NGX_HTTP_VOICE_EV_BARGE_IN,          /* the user speaks over it */
+    NGX_HTTP_VOICE_EV_SILENCED,          /* its queued audio is gone */
+    NGX_HTTP_VOICE_EV_CANCELLED,         /* its streams are torn down */
     NGX_HTTP_VOICE_EV_MAX
 } ngx_http_voice_event_e;
 
@@ -100,6 +109,11 @@ typedef enum {
     NGX_HTTP_VOICE_ACT_REPLY_DONE,       /* response.text.done, memory */
     NGX_HTTP_VOICE_ACT_CANCEL_REPLY,     /* response.interrupted */
     NGX_HTTP_VOICE_ACT_ERROR_LLM,        /* error LLM_FAIL or LLM_TIMEOUT */
+    NGX_HTTP_VOICE_ACT_ERROR_TTS,        /* error TTS_FAIL */
+    NGX_HTTP_VOICE_ACT_AUDIO_DONE,       /* response.audio.done, memory */
+    NGX_HTTP_VOICE_ACT_BARGE_IN,         /* speech long enough: BARGE_IN */
+    NGX_HTTP_VOICE_ACT_SILENCE,          /* drop the queue: SILENCED */
+    NGX_HTTP_VOICE_ACT_SETTLE,           /* the reply is gone: CANCELLED */
     NGX_HTTP_VOICE_ACT_MAX
 } ngx_http_voice_action_e;
 
