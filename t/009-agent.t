@@ -28,6 +28,7 @@ __DATA__
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt whisper;
     }
 --- must_die
@@ -44,6 +45,7 @@ qr/\[emerg\] .*invalid value "whisper" in "voice_stt", it must be "off", "embedd
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt off;
         voice_stt off;
     }
@@ -61,6 +63,7 @@ qr/\[emerg\] .*"voice_stt" directive is duplicate/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt_key dg-0123456789abcdef;
     }
 --- must_die
@@ -77,6 +80,7 @@ qr/\[emerg\] .*"voice_stt_key" directive must be "env:NAME" or "file:PATH"; keys
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt_key env:VOICE_TEST_NO_SUCH_VARIABLE;
     }
 --- must_die
@@ -93,6 +97,7 @@ qr/\[emerg\] .*environment variable "VOICE_TEST_NO_SUCH_VARIABLE" for the key is
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt_key file:/nonexistent/voice-key;
     }
 --- must_die
@@ -109,6 +114,7 @@ qr/\[emerg\] .*open\(\) "\/nonexistent\/voice-key" failed/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt_param Smart-Format true;
     }
 --- must_die
@@ -125,6 +131,7 @@ qr/\[emerg\] .*invalid parameter name "Smart-Format" in "voice_stt_param"/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt_max_text 64k;
     }
 --- must_die
@@ -141,6 +148,7 @@ qr/\[emerg\] .*value must be between 256 and 16384 bytes/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt_retries 1000;
     }
 --- must_die
@@ -157,6 +165,7 @@ qr/\[emerg\] .*value must be between 0 and 100 attempts/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt_partial_interval 10ms;
     }
 --- must_die
@@ -173,6 +182,7 @@ qr/\[emerg\] .*value must be between 50 and 10000 ms/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt_decoders 4;
     }
 --- must_die
@@ -205,6 +215,7 @@ qr/\[emerg\] .*value must be between 1 and 64 decoders/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt off;
     }
 --- raw_request eval
@@ -231,6 +242,7 @@ VoiceFrames::expect(
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt off;
         voice_vad_events on;
     }
@@ -290,6 +302,7 @@ VoiceFrames::expect('STARTED', 'binary 0102',
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt deepgram;
         voice_stt_url ftp://127.0.0.1/v1/listen;
     }
@@ -307,6 +320,7 @@ qr/\[emerg\] .*"voice_stt_url" has an invalid URL "ftp:\/\/127\.0\.0\.1\/v1\/lis
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt deepgram;
         voice_stt_url wss://stt.invalid/v1/listen;
     }
@@ -324,6 +338,7 @@ qr/\[emerg\] .*"voice_stt_url" has an invalid URL "wss:\/\/stt\.invalid\/v1\/lis
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt deepgram;
         voice_stt_url ws://127.0.0.1:9/v1/listen;
         voice_stt_param encoding mulaw;
@@ -342,6 +357,7 @@ qr/\[emerg\] .*voice_stt_param "encoding" cannot be set: the module sends encodi
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt deepgram;
         voice_stt_url ws://127.0.0.1:9/v1/listen;
         voice_stt_param interim_results yes;
@@ -360,6 +376,7 @@ qr/\[emerg\] .*voice_stt_param: invalid value "yes" for "interim_results"/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt deepgram;
         voice_stt_url ws://127.0.0.1:9/v1/listen;
         voice_stt_param interim_results false;
@@ -379,6 +396,7 @@ qr/\[emerg\] .*"voice_stt deepgram": voice_stt_param utterance_end_ms needs inte
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt deepgram;
         voice_stt_url ws://127.0.0.1:9/v1/listen;
         voice_stt_param model $arg_model;

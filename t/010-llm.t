@@ -25,6 +25,7 @@ __DATA__
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_llm gpt;
     }
 --- must_die
@@ -41,6 +42,7 @@ qr/\[emerg\] .*invalid value "gpt" in "voice_llm", it must be "off", "embedded",
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_llm_temperature 2.5;
     }
 --- must_die
@@ -57,6 +59,7 @@ qr/\[emerg\] .*invalid value "2\.5" in "voice_llm_temperature", it must be a num
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_llm_history 5000;
     }
 --- must_die
@@ -73,6 +76,7 @@ qr/\[emerg\] .*value must be between 0 and 1000 turns/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_llm openai;
         voice_llm_key env:VOICE_TEST_NO_SUCH_VARIABLE;
     }
@@ -90,6 +94,7 @@ qr/\[emerg\] .*environment variable "VOICE_TEST_NO_SUCH_VARIABLE" for the key is
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_llm_max_text 100k;
     }
 --- must_die
@@ -106,6 +111,7 @@ qr/\[emerg\] .*value must be between 256 and 32768 bytes/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_llm_rate 0;
     }
 --- must_die
@@ -122,6 +128,7 @@ qr/\[emerg\] .*value must be between 1 and 1000 tokens per second/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_llm off;
         voice_llm embedded;
     }
@@ -139,6 +146,7 @@ qr/\[emerg\] .*"voice_llm" directive is duplicate/
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt off;
         voice_llm off;
     }
@@ -167,6 +175,7 @@ VoiceFrames::expect(
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt off;
         voice_llm off;
     }
@@ -196,6 +205,7 @@ VoiceFrames::expect(
     location = /voice {
         voice;
         voice_pipeline agent;
+        voice_tts off;
         voice_stt off;
         voice_llm embedded;
         voice_llm_rate 1;

@@ -1031,6 +1031,7 @@ STT_LOCATION = """        location = /dg {
             voice;
             voice_pipeline agent;
             voice_llm off;
+            voice_tts off;
             voice_stt deepgram;
             voice_stt_url ws://127.0.0.1:@MOCK_PORT@/v1/listen;
             voice_stt_key file:@PREFIX@/deepgram.key;
@@ -1616,6 +1617,7 @@ LLM_LOCATION = """        location = /llm {
             voice;
             voice_pipeline agent;
             voice_stt off;
+            voice_tts off;
             voice_llm openai;
             voice_llm_url http://127.0.0.1:@MOCK_PORT@/v1/chat/completions;
             voice_llm_model gpt-bench;
