@@ -239,6 +239,11 @@ ngx_http_voice_tts_next(ngx_http_voice_tts_t *tts)
                                                  out.offset + out.text.len;
         tts->phrases++;
 
+        if (out.index == 0) {
+            ((ngx_http_voice_session_t *) tts->session)->reply.phrase =
+                                                   ngx_http_voice_media_now();
+        }
+
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, tts->log, 0,
                        "voice: tts phrase %ui of turn %ui: \"%V\"",
                        out.index, tts->turn, &out.text);

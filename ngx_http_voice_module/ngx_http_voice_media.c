@@ -224,6 +224,14 @@ ngx_http_voice_media_listen(ngx_http_voice_session_t *s, int16_t *pcm,
 
         for (i = 0; i < ngx_min(k, 4); i++) {
             s->speech_pos = ev[i].speech;
+
+            if (ev[i].type == NGX_HTTP_VOICE_VAD_SPEECH_ENDED) {
+                /* the user fell silent this long before it was decided */
+                s->metrics.heard = ngx_http_voice_media_now()
+                                   - (ev[i].pos - ev[i].speech) * 1000000
+                                     / NGX_HTTP_VOICE_RATE;
+            }
+
             event = (ev[i].type == NGX_HTTP_VOICE_VAD_SPEECH_STARTED)
                     ? NGX_HTTP_VOICE_EV_SPEECH_STARTED
                     : NGX_HTTP_VOICE_EV_SPEECH_ENDED;
@@ -825,6 +833,19 @@ ngx_http_voice_media_clock(void)
     (void) clock_gettime(CLOCK_MONOTONIC, &ts);
 
     return (ngx_msec_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+/* the same clock in microseconds, for the per-turn metrics */
+
+uint64_t
+ngx_http_voice_media_now(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 

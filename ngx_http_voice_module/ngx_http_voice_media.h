@@ -36,6 +36,7 @@ ngx_int_t ngx_http_voice_media_speak(ngx_http_voice_session_t *s,
     int16_t *pcm, size_t n);
 ngx_int_t ngx_http_voice_media_pad(ngx_http_voice_session_t *s);
 uint64_t ngx_http_voice_media_position(ngx_http_voice_session_t *s);
+uint64_t ngx_http_voice_media_now(void);
 #define ngx_http_voice_media_queued(s)  ((s)->playout.used / sizeof(int16_t))
 
 ngx_int_t ngx_http_voice_media_flush(ngx_http_voice_session_t *s);

@@ -760,6 +760,37 @@ ngx_http_voice_protocol_reply(u_char *buf, size_t size, ngx_uint_t turn,
 }
 
 
+/* per-stage milliseconds of a turn; a negative one is left out */
+
+size_t
+ngx_http_voice_protocol_metrics(u_char *buf, size_t size, ngx_uint_t turn,
+    double *ms)
+{
+    json_t       *o;
+    ngx_uint_t    i;
+
+    static const char  *names[] = {
+        "stt_final_ms", "llm_first_token_ms", "tts_first_audio_ms",
+        "voice_to_voice_ms"
+    };
+
+    o = json_pack("{s:s, s:i}", "type", "metrics", "turn", (int) turn);
+    if (o == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < 4; i++) {
+        if (ms[i] >= 0) {
+            json_object_set_new(o, names[i],
+                                json_real((double) (int64_t) (ms[i] * 100)
+                                          / 100));
+        }
+    }
+
+    return ngx_http_voice_protocol_dump(o, buf, size);
+}
+
+
 size_t
 ngx_http_voice_protocol_audio_done(u_char *buf, size_t size, ngx_uint_t turn)
 {
@@ -886,7 +917,8 @@ ngx_http_voice_protocol_dump(json_t *json, u_char *buf, size_t size)
         return 0;
     }
 
-    n = json_dumpb(json, (char *) buf, size, JSON_COMPACT);
+    n = json_dumpb(json, (char *) buf, size,
+                   JSON_COMPACT | JSON_REAL_PRECISION(6));
 
     json_decref(json);
 

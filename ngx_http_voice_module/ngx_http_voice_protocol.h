@@ -72,6 +72,8 @@ size_t ngx_http_voice_protocol_delta(u_char *buf, size_t size,
     ngx_uint_t turn, ngx_str_t *text);
 size_t ngx_http_voice_protocol_reply(u_char *buf, size_t size,
     ngx_uint_t turn, ngx_str_t *text);
+size_t ngx_http_voice_protocol_metrics(u_char *buf, size_t size,
+    ngx_uint_t turn, double *ms);
 size_t ngx_http_voice_protocol_audio_done(u_char *buf, size_t size,
     ngx_uint_t turn);
 size_t ngx_http_voice_protocol_interrupted(u_char *buf, size_t size,

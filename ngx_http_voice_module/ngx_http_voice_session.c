@@ -40,6 +40,7 @@ static ngx_int_t ngx_http_voice_session_message(ngx_http_voice_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len);
 static ngx_int_t ngx_http_voice_session_peer_close(
     ngx_http_voice_session_t *s, ngx_http_voice_ws_chunk_t *ch);
+static ngx_int_t ngx_http_voice_session_metrics(ngx_http_voice_session_t *s);
 static ngx_int_t ngx_http_voice_session_spoken(ngx_http_voice_session_t *s);
 static ngx_int_t ngx_http_voice_session_cancel_reply(
     ngx_http_voice_session_t *s, const char *reason);
@@ -667,6 +668,13 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
         return ngx_http_voice_media_speech(s, event);
 
     case NGX_HTTP_VOICE_ACT_END_TURN:
+        if (event != NGX_HTTP_VOICE_EV_SPEECH_ENDED) {
+            s->metrics.heard = ngx_http_voice_media_now();
+        }
+
+        s->metrics.voice = 1;
+        s->metrics.final = 0;
+
         if (s->stt && ngx_http_voice_stt_finalize(s->stt, s->turn) != NGX_OK) {
             return NGX_ERROR;
         }
@@ -768,6 +776,8 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
         return ngx_http_voice_stt_send(s->stt, 0, in->data, in->len);
 
     case NGX_HTTP_VOICE_ACT_FINAL:
+        s->metrics.final = ngx_http_voice_media_now();
+
         if (ngx_http_voice_stt_send(s->stt, 1, in->data, in->len) != NGX_OK) {
             return NGX_ERROR;
         }
@@ -779,12 +789,25 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
                       : NGX_OK;
 
     case NGX_HTTP_VOICE_ACT_TEXT_TURN:
+        s->metrics.heard = ngx_http_voice_media_now();
+        s->metrics.voice = 0;
+
         return s->llm ? ngx_http_voice_llm_user_turn(s->llm, s->turn,
                                                      in->msg->text,
                                                      in->msg->text_len)
                       : NGX_OK;
 
     case NGX_HTTP_VOICE_ACT_THINK:
+        if (s->llm->input) {
+            s->reply = s->metrics;
+            s->reply.think = ngx_http_voice_media_now();
+            s->reply.turn = s->llm->input->turn;
+            s->reply.token = 0;
+            s->reply.phrase = 0;
+            s->reply.audio = 0;
+            s->reply.sent = 0;
+        }
+
         if (s->tts && s->llm->input
             && ngx_http_voice_tts_begin(s->tts, s->llm->input->turn,
                                         &s->llm->reply)
@@ -796,6 +819,10 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
         return ngx_http_voice_llm_think(s->llm);
 
     case NGX_HTTP_VOICE_ACT_DELTA:
+        if (s->reply.token == 0) {
+            s->reply.token = ngx_http_voice_media_now();
+        }
+
         if (ngx_http_voice_llm_delta(s->llm, in->data, in->len) != NGX_OK) {
             return NGX_ERROR;
         }
@@ -820,7 +847,15 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
                                               NGX_HTTP_VOICE_EV_REPLY_SPOKEN);
 
     case NGX_HTTP_VOICE_ACT_AUDIO_DONE:
+        if (!s->reply.sent && ngx_http_voice_session_metrics(s) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         return ngx_http_voice_session_spoken(s);
+
+    case NGX_HTTP_VOICE_ACT_METRICS:
+        s->reply.audio = ngx_http_voice_media_now();
+        return ngx_http_voice_session_metrics(s);
 
     case NGX_HTTP_VOICE_ACT_BARGE_IN:
         return ngx_http_voice_media_barge_in(s, event);
@@ -871,6 +906,37 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
     default: /* NGX_HTTP_VOICE_ACT_NONE */
         return NGX_OK;
     }
+}
+
+
+/*
+ * How long each stage of the turn took: the transcript after the user's
+ * speech ended, the first token after the reply began, the first audio
+ * after the first phrase was asked for, and the first audio after the
+ * user's speech (or text) ended.
+ */
+
+static ngx_int_t
+ngx_http_voice_session_metrics(ngx_http_voice_session_t *s)
+{
+    u_char                     buf[256];
+    double                     ms[4];
+    ngx_http_voice_metrics_t  *m;
+
+    m = &s->reply;
+    m->sent = 1;
+
+    ms[0] = (m->voice && m->final >= m->heard && m->heard)
+            ? (double) (m->final - m->heard) / 1000 : -1;
+    ms[1] = m->token ? (double) (m->token - m->think) / 1000 : -1;
+    ms[2] = (m->audio && m->phrase) ? (double) (m->audio - m->phrase) / 1000
+                                    : -1;
+    ms[3] = (m->audio && m->heard) ? (double) (m->audio - m->heard) / 1000
+                                   : -1;
+
+    return ngx_http_voice_session_text(s, buf,
+               ngx_http_voice_protocol_metrics(buf, sizeof(buf), m->turn,
+                                               ms));
 }
 
 

@@ -33,6 +33,20 @@ typedef struct {
 } ngx_http_voice_mark_t;
 
 
+/* when each stage of a turn's reply happened, in microseconds */
+typedef struct {
+    uint64_t                     heard;      /* the user's turn ended */
+    uint64_t                     final;      /* its transcript.final */
+    uint64_t                     think;      /* the reply began */
+    uint64_t                     token;      /* its first token */
+    uint64_t                     phrase;     /* its first phrase asked */
+    uint64_t                     audio;      /* its first audio queued */
+    ngx_uint_t                   turn;
+    unsigned                     voice:1;    /* a spoken turn */
+    unsigned                     sent:1;
+} ngx_http_voice_metrics_t;
+
+
 typedef struct {
     ngx_http_request_t          *request;
     ngx_connection_t            *connection;
@@ -64,6 +78,8 @@ typedef struct {
                                                 under way is done */
     ngx_uint_t                   depth;      /* events under way */
     const char                  *reason;     /* of an interruption */
+    ngx_http_voice_metrics_t     metrics;    /* of the turn under way */
+    ngx_http_voice_metrics_t     reply;      /* ... and of the reply */
 
     /* audio out: PCM16 16 kHz -> client rate -> paced frames */
     ngx_http_voice_resampler_t   out_rate;

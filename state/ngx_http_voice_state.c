@@ -142,7 +142,7 @@ static const ngx_http_voice_transition_t
     ON(THINKING,     LLM_DONE,       THINKING,     A(REPLY_DONE)),
     ON(THINKING,     LLM_FAILED,     LISTENING,    A(ERROR_LLM)),
     ON(THINKING,     LLM_TIMEOUT,    LISTENING,    A(ERROR_LLM)),
-    ON(THINKING,     TTS_AUDIO,      SPEAKING,     A(NONE)),
+    ON(THINKING,     TTS_AUDIO,      SPEAKING,     A(METRICS)),
     ON(THINKING,     TTS_FAILED,     THINKING,     A(ERROR_TTS)),
     ON(THINKING,     REPLY_SPOKEN,   LISTENING,    A(AUDIO_DONE)),
     ON(THINKING,     CANCEL,         LISTENING,    A(CANCEL),
@@ -377,6 +377,7 @@ static const char  *ngx_http_voice_action_names[A(MAX)] = {
     [A(BARGE_IN)]         = "BARGE_IN",
     [A(SILENCE)]          = "SILENCE",
     [A(SETTLE)]           = "SETTLE",
+    [A(METRICS)]          = "METRICS",
 };
 
 

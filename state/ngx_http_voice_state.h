@@ -114,6 +114,7 @@ typedef enum {
     NGX_HTTP_VOICE_ACT_BARGE_IN,         /* speech long enough: BARGE_IN */
     NGX_HTTP_VOICE_ACT_SILENCE,          /* drop the queue: SILENCED */
     NGX_HTTP_VOICE_ACT_SETTLE,           /* the reply is gone: CANCELLED */
+    NGX_HTTP_VOICE_ACT_METRICS,          /* metrics of the turn */
     NGX_HTTP_VOICE_ACT_MAX
 } ngx_http_voice_action_e;
 
