@@ -147,9 +147,8 @@ run: all
 	@sed -e 's|@MODULE@|$(MODULE)|g' -e 's|@ROOT@|$(CURDIR)|g' \
 	    conf/nginx.conf > $(RUN_PREFIX)/nginx.conf
 	$(NGINX) -t -q -p $(RUN_PREFIX)/ -c $(RUN_PREFIX)/nginx.conf
-	@echo "voice endpoints: ws://127.0.0.1:8080/voice (echo pipeline),"
-	@echo "  /voice-vad (with speech events), /listen (speech to text),"
-	@echo "  /twilio, /vonage (phone gateways)"
+	@echo "open http://127.0.0.1:8080/ and speak (the voice agent is"
+	@echo "  ws://127.0.0.1:8080/voice; /echo, /twilio, /vonage echo audio)"
 	@echo "stop with Ctrl-C"
 	exec $(NGINX) -p $(RUN_PREFIX)/ -c $(RUN_PREFIX)/nginx.conf \
 	    -g 'daemon off; master_process on;'
