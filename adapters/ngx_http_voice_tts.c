@@ -892,7 +892,8 @@ ngx_http_voice_tts_merge_conf(ngx_conf_t *cf, ngx_http_voice_tts_conf_t *prev,
             return NGX_CONF_OK;
         }
 
-        conf->engine = NGX_HTTP_VOICE_TTS_OFF;
+        conf->engine = agent ? NGX_HTTP_VOICE_TTS_EMBEDDED
+                             : NGX_HTTP_VOICE_TTS_OFF;
     }
 
     engine = ngx_http_voice_tts_engines[conf->engine];

@@ -36,6 +36,10 @@
 
 #define NGX_HTTP_VOICE_TTS_EMB_FAILED   "the speech synthesizer failed"
 
+/* what separates words, as the glue counts them */
+#define ngx_http_voice_tts_emb_space(c)                                       \
+    ((c) == ' ' || (c) == '\n' || (c) == '\t' || (c) == '\r')
+
 
 typedef enum {
     NGX_HTTP_VOICE_TTS_EMB_PENDING = 0,   /* waits for its session's turn */
@@ -144,7 +148,7 @@ static void ngx_http_voice_tts_emb_report(ngx_http_voice_tts_emb_ctx_t *ctx);
 static ngx_int_t ngx_http_voice_tts_emb_deliver(
     ngx_http_voice_tts_emb_ctx_t *ctx);
 static ngx_int_t ngx_http_voice_tts_emb_words(ngx_http_voice_tts_t *tts,
-    ngx_http_voice_tts_emb_job_t *job);
+    ngx_http_voice_tts_emb_job_t *job, ngx_uint_t all);
 static void ngx_http_voice_tts_emb_thread(void *data, ngx_log_t *log);
 static int ngx_http_voice_tts_emb_synth(short *wav, int n,
     espeak_EVENT *events);
@@ -329,7 +333,9 @@ ngx_http_voice_tts_embedded_resume(ngx_http_voice_tts_t *tts)
 static void
 ngx_http_voice_tts_embedded_cancel(ngx_http_voice_tts_t *tts)
 {
-    ngx_http_voice_tts_emb_drop(tts->ctx);
+    if (tts->ctx) {
+        ngx_http_voice_tts_emb_drop(tts->ctx);
+    }
 }
 
 
@@ -409,9 +415,7 @@ ngx_http_voice_tts_emb_job(ngx_http_voice_tts_emb_ctx_t *ctx,
     job->flags = espeakCHARS_UTF8;
 
     for (last = job->text + job->len; last > job->text; last--) {
-        if (last[-1] != ' ' && last[-1] != '\n' && last[-1] != '\t'
-            && last[-1] != '\r')
-        {
+        if (!ngx_http_voice_tts_emb_space(last[-1])) {
             break;
         }
     }
@@ -714,7 +718,8 @@ ngx_http_voice_tts_emb_deliver(ngx_http_voice_tts_emb_ctx_t *ctx)
         while (job->pos < job->n) {
             n = ngx_min(job->n - job->pos, slice);
 
-            rc = ngx_http_voice_tts_audio(tts, (u_char *) (job->pcm + job->pos),
+            rc = ngx_http_voice_tts_audio(tts,
+                                          (u_char *) (job->pcm + job->pos),
                                           n * sizeof(int16_t));
 
             if (rc == NGX_ERROR) {
@@ -728,7 +733,7 @@ ngx_http_voice_tts_emb_deliver(ngx_http_voice_tts_emb_ctx_t *ctx)
 
             job->pos += n;
 
-            if (ngx_http_voice_tts_emb_words(tts, job) != NGX_OK) {
+            if (ngx_http_voice_tts_emb_words(tts, job, 0) != NGX_OK) {
                 return NGX_ERROR;
             }
 
@@ -738,7 +743,7 @@ ngx_http_voice_tts_emb_deliver(ngx_http_voice_tts_emb_ctx_t *ctx)
             }
         }
 
-        if (ngx_http_voice_tts_emb_words(tts, job) != NGX_OK) {
+        if (ngx_http_voice_tts_emb_words(tts, job, 1) != NGX_OK) {
             return NGX_ERROR;
         }
 
@@ -757,25 +762,28 @@ ngx_http_voice_tts_emb_deliver(ngx_http_voice_tts_emb_ctx_t *ctx)
 }
 
 
-/* word ends of the phrase within the audio reported so far */
+/*
+ * Word ends of the phrase within the audio reported so far; all: the
+ * phrase is over, and a mark past its audio (a cut phrase) ends with it.
+ */
 
 static ngx_int_t
 ngx_http_voice_tts_emb_words(ngx_http_voice_tts_t *tts,
-    ngx_http_voice_tts_emb_job_t *job)
+    ngx_http_voice_tts_emb_job_t *job, ngx_uint_t all)
 {
     ngx_http_voice_tts_emb_mark_t  *m;
 
     while (job->mark < job->nmarks) {
         m = &job->marks[job->mark];
 
-        if (m->sample > job->pos) {
+        if (m->sample > job->pos && !all) {
             break;
         }
 
         job->mark++;
 
         if (ngx_http_voice_tts_word(tts, job->words + m->words,
-                                    job->base + m->sample)
+                                    job->base + ngx_min(m->sample, job->n))
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -793,7 +801,9 @@ ngx_http_voice_tts_emb_thread(void *data, ngx_log_t *log)
 {
     ngx_http_voice_tts_emb_job_t     *job = data;
 
+#if !(NGX_HAVE_LITTLE_ENDIAN)
     size_t                            i;
+#endif
     espeak_ng_STATUS                  st;
     ngx_http_voice_tts_emb_worker_t  *w;
 
@@ -841,10 +851,6 @@ ngx_http_voice_tts_emb_thread(void *data, ngx_log_t *log)
         job->pcm[i] = (int16_t) (((uint16_t) job->pcm[i] >> 8)
                                  | ((uint16_t) job->pcm[i] << 8));
     }
-
-#else
-
-    (void) i;
 
 #endif
 }
@@ -969,9 +975,6 @@ ngx_http_voice_tts_emb_count(u_char *text, size_t len, size_t chars)
     size_t      i, end, k;
     ngx_uint_t  n;
 
-#define ngx_http_voice_tts_emb_space(c)                                       \
-    ((c) == ' ' || (c) == '\n' || (c) == '\t' || (c) == '\r')
-
     /* the byte where character number `chars' (from 0) begins */
 
     k = 0;
@@ -995,8 +998,6 @@ ngx_http_voice_tts_emb_count(u_char *text, size_t len, size_t chars)
             n++;
         }
     }
-
-#undef ngx_http_voice_tts_emb_space
 
     return n;
 }
@@ -1102,13 +1103,15 @@ ngx_http_voice_tts_emb_check_synth(short *wav, int n, espeak_EVENT *events)
 /*
  * The library starts a thread of its own (idle in synchronous mode): it
  * must not take nginx's signals from the event loop, so it is created
- * with all of them blocked.
+ * with all of them blocked.  Its output setup also probes the sound
+ * system, which it never plays to here, and the sound libraries complain
+ * on stderr, which is nginx's error log: stderr is muted for that call.
  */
 
 static espeak_ng_STATUS
 ngx_http_voice_tts_emb_init(void)
 {
-    int                      err;
+    int                      err, fd, null;
     sigset_t                 set, old;
     espeak_ng_STATUS         st;
     espeak_ng_ERROR_CONTEXT  ectx;
@@ -1127,12 +1130,31 @@ ngx_http_voice_tts_emb_init(void)
 
     st = espeak_ng_Initialize(&ectx);
 
-    if (st == ENS_OK) {
-        st = espeak_ng_InitializeOutput(ENOUTPUT_MODE_SYNCHRONOUS, 0, NULL);
-    }
-
     if (ectx != NULL) {
         espeak_ng_ClearErrorContext(&ectx);
+    }
+
+    if (st == ENS_OK) {
+        fd = dup(STDERR_FILENO);
+        null = open("/dev/null", O_WRONLY);
+
+        if (fd != -1 && null != -1) {
+            (void) dup2(null, STDERR_FILENO);
+        }
+
+        st = espeak_ng_InitializeOutput(ENOUTPUT_MODE_SYNCHRONOUS, 0, NULL);
+
+        if (fd != -1 && null != -1) {
+            (void) dup2(fd, STDERR_FILENO);
+        }
+
+        if (fd != -1) {
+            (void) close(fd);
+        }
+
+        if (null != -1) {
+            (void) close(null);
+        }
     }
 
     (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
