@@ -513,12 +513,6 @@ ngx_http_voice_tts_fail(ngx_http_voice_tts_t *tts, const char *message)
         tts->engine->resume(tts);
     }
 
-    if (tts->speaking
-        && ngx_http_voice_media_pad(tts->session) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
     in.data = (u_char *) message;
     in.len = ngx_strlen(message);
     in.msg = NULL;
@@ -526,6 +520,14 @@ ngx_http_voice_tts_fail(ngx_http_voice_tts_t *tts, const char *message)
     if (ngx_http_voice_session_event(tts->session,
                                      NGX_HTTP_VOICE_EV_TTS_FAILED, &in)
         != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the error first: padding may play the reply out to its end */
+
+    if (tts->speaking
+        && ngx_http_voice_media_pad(tts->session) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -27,6 +27,16 @@
  * an owner may cancel or start requests from inside header and body.
  * While curl runs, such requests are only marked; they are removed or
  * added as soon as curl returns, still in the same event-loop turn.
+ *
+ * Pausing.  Outside curl a pause is curl_easy_pause() at once.  From
+ * inside a callback the owner has already taken the data of that call:
+ * the pause is only marked, and the write callback refuses the next
+ * piece with CURL_WRITEFUNC_PAUSE, which curl keeps and hands over again
+ * when unpaused.  Either way nothing reaches the owner while paused.
+ * Unpausing makes curl deliver what it kept from inside
+ * curl_easy_pause(), so it is done from a posted event of our own, never
+ * from the owner's call, and curl is driven right after it: it does not
+ * look at the socket again by itself.
  */
 
 
@@ -66,6 +76,10 @@ typedef struct {
     unsigned                       aborted:1;
     unsigned                       too_large:1;
     unsigned                       closing:1;  /* done is running */
+    unsigned                       paused:1;   /* the owner's wish */
+    unsigned                       held:1;     /* curl is paused */
+
+    ngx_event_t                    wake;       /* unpauses */
 
     char                           errbuf[CURL_ERROR_SIZE];
 } ngx_http_voice_curl_ctx_t;
@@ -109,6 +123,7 @@ static ngx_int_t ngx_http_voice_curl_watch(ngx_connection_t *c,
 static void ngx_http_voice_curl_read_handler(ngx_event_t *rev);
 static void ngx_http_voice_curl_write_handler(ngx_event_t *wev);
 static void ngx_http_voice_curl_timer_handler(ngx_event_t *ev);
+static void ngx_http_voice_curl_wake_handler(ngx_event_t *ev);
 
 
 /* per worker */
@@ -258,6 +273,10 @@ ngx_http_voice_curl_start(ngx_http_voice_curl_request_t *rq,
     ctx->req.ctx = ctx;
     ctx->max_body = rq->max_body;
 
+    ctx->wake.handler = ngx_http_voice_curl_wake_handler;
+    ctx->wake.data = ctx;
+    ctx->wake.log = log;
+
     ctx->host.data = (u_char *) ctx + sizeof(ngx_http_voice_curl_ctx_t);
     ctx->host.len = host.len;
     ngx_memcpy(ctx->host.data, host.data, host.len);
@@ -293,6 +312,97 @@ ngx_http_voice_curl_start(ngx_http_voice_curl_request_t *rq,
     }
 
     return &ctx->req;
+}
+
+
+void
+ngx_http_voice_curl_pause(ngx_http_voice_curl_t *req, ngx_uint_t pause)
+{
+    CURLcode                    cc;
+    ngx_http_voice_curl_ctx_t  *ctx;
+
+    ctx = req->ctx;
+
+    if (ctx->cancelled || ctx->closing || ctx->paused == (pause != 0)) {
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, req->log, 0,
+                   "voice curl: %s request to \"%V\"",
+                   pause ? "pause" : "resume", &ctx->host);
+
+    if (!pause) {
+        ctx->paused = 0;
+
+        if (ctx->held && !ctx->wake.posted) {
+            ngx_post_event(&ctx->wake, &ngx_posted_events);
+        }
+
+        return;
+    }
+
+    ctx->paused = 1;
+
+    if (ctx->wake.posted) {
+        /* paused again before the unpause ran: curl is still held */
+        ngx_delete_posted_event(&ctx->wake);
+    }
+
+    if (ctx->held || !ctx->added || ngx_http_voice_curl_busy
+        || ctx->calling)
+    {
+        /* the write callback refuses the next piece */
+        return;
+    }
+
+    cc = curl_easy_pause(ctx->easy, CURLPAUSE_RECV);
+
+    if (cc != CURLE_OK) {
+        /*
+         * curl takes a pause only once the transfer has a connection;
+         * before that the write callback holds the first piece back
+         */
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, req->log, 0,
+                       "voice curl: curl_easy_pause() refused: %s",
+                       curl_easy_strerror(cc));
+        return;
+    }
+
+    ctx->held = 1;
+}
+
+
+static void
+ngx_http_voice_curl_wake_handler(ngx_event_t *ev)
+{
+    ngx_http_voice_curl_ctx_t *ctx = ev->data;
+
+    CURLcode  cc;
+
+    if (ctx->paused || !ctx->held || ctx->cancelled || !ctx->added) {
+        return;
+    }
+
+    ctx->held = 0;
+
+    /* what curl kept is written from in here: callbacks may run */
+
+    ngx_http_voice_curl_busy++;
+
+    cc = curl_easy_pause(ctx->easy, CURLPAUSE_CONT);
+
+    ngx_http_voice_curl_busy--;
+
+    if (cc != CURLE_OK && !ctx->cancelled) {
+        /* the kept data was refused (too large, or the owner aborted) */
+        ngx_http_voice_curl_finish(ctx, cc);
+        ngx_http_voice_curl_settle();
+        return;
+    }
+
+    /* drives curl now: the socket may hold data it will not be told of */
+
+    ngx_http_voice_curl_perform(CURL_SOCKET_TIMEOUT, 0);
 }
 
 
@@ -820,6 +930,10 @@ ngx_http_voice_curl_destroy(ngx_http_voice_curl_ctx_t *ctx)
     curl_easy_cleanup(ctx->easy);
     curl_slist_free_all(ctx->headers);
 
+    if (ctx->wake.posted) {
+        ngx_delete_posted_event(&ctx->wake);
+    }
+
     ngx_queue_remove(&ctx->queue);
     ngx_free(ctx);
 }
@@ -917,6 +1031,12 @@ ngx_http_voice_curl_write_cb(char *p, size_t size, size_t n, void *data)
 
     if (len == 0) {
         return 0;
+    }
+
+    if (ctx->paused) {
+        /* curl keeps this piece and writes it again once unpaused */
+        ctx->held = 1;
+        return CURL_WRITEFUNC_PAUSE;
     }
 
     if (ctx->max_body && len > ctx->max_body - ctx->received) {

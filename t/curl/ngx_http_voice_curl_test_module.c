@@ -13,6 +13,12 @@
  * "abort" or "cancelled".  Query arguments: cancel_after=N cancels the
  * request from inside the body callback once N bytes arrived;
  * abort_after=N makes the body callback return NGX_ERROR instead.
+ *
+ * Pausing: pause_every=N pauses the transfer from inside the body
+ * callback each time N more bytes arrived, and a timer resumes it
+ * pause_ms later (default 1); flap_ms=N pauses and resumes it from a
+ * timer, outside curl, every N ms.  Then the trailer X-Curl-Pauses is
+ * "<pauses> <bytes delivered while paused>".
  */
 
 
@@ -40,7 +46,15 @@ typedef struct {
     size_t                     received;
     size_t                     cancel_after;
     size_t                     abort_after;
+    size_t                     pause_every;
+    size_t                     next_pause;
+    ngx_msec_t                 pause_ms;
+    ngx_msec_t                 flap_ms;
+    ngx_uint_t                 pauses;
+    size_t                     late;
+    ngx_event_t                timer;
     unsigned                   header_sent:1;
+    unsigned                   paused:1;
 } ngx_http_voice_curl_test_ctx_t;
 
 
@@ -55,6 +69,7 @@ static void ngx_http_voice_curl_test_done(ngx_http_voice_curl_t *req,
 static void ngx_http_voice_curl_test_finish(ngx_http_request_t *r,
     ngx_http_voice_curl_test_ctx_t *ctx, ngx_str_t *result);
 static void ngx_http_voice_curl_test_writer(ngx_http_request_t *r);
+static void ngx_http_voice_curl_test_timer(ngx_event_t *ev);
 static void ngx_http_voice_curl_test_cleanup(void *data);
 static size_t ngx_http_voice_curl_test_arg(ngx_http_request_t *r,
     char *name);
@@ -178,6 +193,19 @@ ngx_http_voice_curl_test_handler(ngx_http_request_t *r)
     ctx->request = r;
     ctx->cancel_after = ngx_http_voice_curl_test_arg(r, "cancel_after");
     ctx->abort_after = ngx_http_voice_curl_test_arg(r, "abort_after");
+    ctx->pause_every = ngx_http_voice_curl_test_arg(r, "pause_every");
+    ctx->next_pause = ctx->pause_every;
+    ctx->pause_ms = ngx_http_voice_curl_test_arg(r, "pause_ms");
+    ctx->flap_ms = ngx_http_voice_curl_test_arg(r, "flap_ms");
+
+    if (ctx->pause_ms == 0) {
+        ctx->pause_ms = 1;
+    }
+
+    ctx->timer.handler = ngx_http_voice_curl_test_timer;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+    ctx->timer.cancelable = 1;
 
     ngx_http_set_ctx(r, ctx, ngx_http_voice_curl_test_module);
 
@@ -287,6 +315,33 @@ ngx_http_voice_curl_test_start(ngx_http_request_t *r)
 
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_voice_curl_test_writer;
+
+    if (ctx->flap_ms) {
+        ngx_add_timer(&ctx->timer, ctx->flap_ms);
+    }
+}
+
+
+static void
+ngx_http_voice_curl_test_timer(ngx_event_t *ev)
+{
+    ngx_http_voice_curl_test_ctx_t *ctx = ev->data;
+
+    if (ctx->curl == NULL) {
+        return;
+    }
+
+    if (ctx->flap_ms) {
+        /* from the event loop, outside any curl callback */
+        ctx->paused = !ctx->paused;
+        ctx->pauses += ctx->paused;
+        ngx_http_voice_curl_pause(ctx->curl, ctx->paused);
+        ngx_add_timer(ev, ctx->flap_ms);
+        return;
+    }
+
+    ctx->paused = 0;
+    ngx_http_voice_curl_pause(ctx->curl, 0);
 }
 
 
@@ -332,6 +387,11 @@ ngx_http_voice_curl_test_body(ngx_http_voice_curl_t *req, u_char *data,
     ctx = req->data;
     r = ctx->request;
 
+    if (ctx->paused) {
+        /* the layer promised nothing would come now */
+        ctx->late += len;
+    }
+
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
         return NGX_ERROR;
@@ -369,6 +429,17 @@ ngx_http_voice_curl_test_body(ngx_http_voice_curl_t *req, u_char *data,
         return NGX_ERROR;
     }
 
+    if (ctx->pause_every && !ctx->paused
+        && ctx->received >= ctx->next_pause)
+    {
+        ctx->paused = 1;
+        ctx->pauses++;
+        ctx->next_pause = ctx->received + ctx->pause_every;
+
+        ngx_http_voice_curl_pause(req, 1);
+        ngx_add_timer(&ctx->timer, ctx->pause_ms);
+    }
+
     return NGX_OK;
 }
 
@@ -385,6 +456,10 @@ ngx_http_voice_curl_test_done(ngx_http_voice_curl_t *req, ngx_int_t rc)
     r = ctx->request;
 
     ctx->curl = NULL;
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
 
     p = ngx_pnalloc(r->pool, 128);
     if (p == NULL) {
@@ -423,9 +498,33 @@ ngx_http_voice_curl_test_finish(ngx_http_request_t *r,
     ngx_chain_t       out;
     ngx_table_elt_t  *h;
 
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
     if (r->connection->error) {
         ngx_http_finalize_request(r, NGX_ERROR);
         return;
+    }
+
+    if (ctx->header_sent && ctx->pauses) {
+        h = ngx_list_push(&r->headers_out.trailers);
+        if (h == NULL) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        h->value.data = ngx_pnalloc(r->pool, 2 * NGX_SIZE_T_LEN + 1);
+        if (h->value.data == NULL) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "X-Curl-Pauses");
+        h->value.len = ngx_sprintf(h->value.data, "%ui %uz", ctx->pauses,
+                                   ctx->late)
+                       - h->value.data;
     }
 
     if (ctx->header_sent) {
@@ -502,6 +601,10 @@ static void
 ngx_http_voice_curl_test_cleanup(void *data)
 {
     ngx_http_voice_curl_test_ctx_t *ctx = data;
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
 
     if (ctx->curl) {
         ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,

@@ -103,6 +103,9 @@ http {
 
 PIECE = re.compile(rb'<([^:<>]+):(\d+):(\d+)>')
 
+# the most curl hands over in one call (CURL_MAX_WRITE_SIZE)
+READ = 16384
+
 
 def free_port():
     s = socket.socket()
@@ -634,6 +637,90 @@ class Failures(unittest.TestCase):
         self.assertIn('voice curl: request to "127.0.0.1:%d" failed' % port,
                       log)
         self.assertNotIn(SECRET, log)
+
+
+class Pause(unittest.TestCase):
+    """ngx_http_voice_curl_pause(): nothing reaches the owner while a
+    transfer is paused, and every byte comes after it resumes, once and
+    in order."""
+
+    def pauses(self, c):
+        n, late = c.trailers['x-curl-pauses'].split()
+        return int(n), int(late)
+
+    def test_pause_inside_body_callback(self):
+        # many pieces per read: the ones after the pausing call are
+        # refused, kept by curl and handed over again on resume
+        for chunked in (1, 0):
+            c, body = get('/p/%d/big?n=2000000&chunked=%d&pause_every=65536'
+                          % (SRV.port, chunked))
+            self.assertEqual(c.result(), 'ok 200')
+            self.assertEqual(len(body), 2000000)
+            self.assertEqual(body, server.pattern(2000000))
+            n, late = self.pauses(c)
+            self.assertGreaterEqual(n, 2000000 // (65536 + READ) - 1)
+            self.assertEqual(late, 0)
+
+    def test_pieces_sent_while_paused_arrive_in_order(self):
+        st = SRV.stream('pz')
+        c = Client('/p/%d/stream?id=pz&n=5&pause_every=1&pause_ms=50'
+                   % SRV.port)
+        c.read_until(b'<pz:0:')
+        # the rest is sent at once, while the transfer is paused
+        SRV.release('pz', 4)
+        self.assertTrue(SRV.wait_sent('pz', 5, WAIT))
+        got = c.read_all()
+        self.assertEqual(c.result(), 'ok 200')
+        self.assertEqual([int(p[1]) for p in PIECE.findall(got)],
+                         [1, 2, 3, 4])
+        n, late = self.pauses(c)
+        self.assertGreaterEqual(n, 2)
+        self.assertEqual(late, 0)
+        self.assertTrue(st.complete)
+        c.close()
+
+    def test_pause_from_outside_curl(self):
+        c, body = get('/p/%d/big?n=3000000&chunked=1&flap_ms=1' % SRV.port)
+        self.assertEqual(c.result(), 'ok 200')
+        self.assertEqual(body, server.pattern(3000000))
+        n, late = self.pauses(c)
+        self.assertGreater(n, 0)
+        self.assertEqual(late, 0)
+
+    def test_pause_over_tls(self):
+        # TLS keeps decrypted bytes of its own: the socket alone would
+        # not wake curl after the resume
+        c, body = get('/tls/%d/big?n=1500000&chunked=1&pause_every=40000'
+                      % TLS.port)
+        self.assertEqual(c.result(), 'ok 200')
+        self.assertEqual(body, server.pattern(1500000))
+        n, late = self.pauses(c)
+        self.assertGreaterEqual(n, 1500000 // (40000 + READ) - 1)
+        self.assertEqual(late, 0)
+
+    def test_many_paused_streams(self):
+        n = 20
+        clients = [Client('/p/%d/big?n=300000&chunked=1&pause_every=20000'
+                          '&pause_ms=2' % SRV.port) for _ in range(n)]
+        for c in clients:
+            body = c.read_all()
+            self.assertEqual(c.result(), 'ok 200')
+            self.assertEqual(body, server.pattern(300000))
+            self.assertEqual(self.pauses(c)[1], 0)
+            c.close()
+
+    def test_cancel_while_paused(self):
+        st = SRV.stream('pgone')
+        c = Client('/p/%d/stream?id=pgone&n=5&pause_every=1&pause_ms=600000'
+                   % SRV.port)
+        c.read_until(b'<pgone:0:')
+        SRV.release('pgone', 4)
+        self.assertTrue(SRV.wait_sent('pgone', 5, WAIT))
+        c.close()
+        self.assertTrue(st.closed.wait(WAIT))
+        # nginx goes on serving
+        c, body = get('/p/%d/status?code=200' % SRV.port)
+        self.assertEqual(c.result(), 'ok 200')
 
 
 class Cancel(unittest.TestCase):
