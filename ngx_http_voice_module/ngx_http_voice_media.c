@@ -244,6 +244,11 @@ ngx_http_voice_media_listen(ngx_http_voice_session_t *s, int16_t *pcm,
         if (ngx_http_voice_vad_talking(s->vad)) {
             s->utterance += n;
 
+            /* the detector's hangover is not speech: barge-in counts less */
+            if (s->vad->voiced) {
+                s->voiced += n;
+            }
+
             /* a barge-in that waits for more speech than the VAD's */
 
             if (s->state == NGX_HTTP_VOICE_ST_SPEAKING
@@ -315,6 +320,7 @@ ngx_http_voice_media_end_turn(ngx_http_voice_session_t *s)
     }
 
     s->utterance = 0;
+    s->voiced = 0;
     s->utterance_size = 0;
     s->turn++;
 }
@@ -616,7 +622,7 @@ ngx_http_voice_media_barge_in(ngx_http_voice_session_t *s,
 
         /* the VAD declares speech after voice_vad_min_speech of it */
         heard = s->conf->vad_min_speech
-                + s->utterance * 1000 / NGX_HTTP_VOICE_RATE;
+                + s->voiced * 1000 / NGX_HTTP_VOICE_RATE;
 
         if (heard < s->conf->barge_in_min_speech) {
             return NGX_OK;

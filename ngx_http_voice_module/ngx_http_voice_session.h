@@ -69,6 +69,7 @@ typedef struct {
     ngx_http_voice_vad_t        *vad;        /* NULL: not listening */
     uint64_t                     speech_pos; /* of the last VAD event */
     uint64_t                     utterance;  /* samples since it started */
+    uint64_t                     voiced;     /* ... that were speech */
     size_t                       utterance_size;   /* client bytes */
     ngx_uint_t                   turn;
     ngx_http_voice_stt_t        *stt;        /* NULL: nobody transcribes */

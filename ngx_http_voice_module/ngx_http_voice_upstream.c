@@ -83,8 +83,13 @@ typedef struct {
 
     ngx_http_voice_upstream_end_t   end;
 
+    /* frames read but not yet processed when the owner paused */
+    u_char                         *pending;
+    u_char                         *pending_last;
+
     ngx_uint_t                      busy;      /* callbacks running */
     unsigned                        starting:1;
+    unsigned                        paused:1;  /* the owner takes no more */
     unsigned                        gone:1;    /* the owner hears no more */
     unsigned                        done:1;    /* free once not busy */
     unsigned                        finished:1;
@@ -502,6 +507,17 @@ ngx_http_voice_upstream_close(ngx_http_voice_upstream_t *u, ngx_uint_t code)
                    "voice upstream %p: closed by its owner, code %ui",
                    u, code);
 
+    if (ctx->paused) {
+        /* the close handshake reads again: their close frame may wait */
+        ctx->paused = 0;
+
+        if (ctx->peer.connection
+            && ctx->state >= ngx_http_voice_upstream_open)
+        {
+            ngx_post_event(ctx->peer.connection->read, &ngx_posted_events);
+        }
+    }
+
     /*
      * A worker that is quitting does not wait for the provider's reply:
      * nothing would keep it alive, and the socket would be left open.
@@ -527,6 +543,40 @@ ngx_http_voice_upstream_close(ngx_http_voice_upstream_t *u, ngx_uint_t code)
     }
 
     ngx_http_voice_upstream_finish(ctx);
+}
+
+
+void
+ngx_http_voice_upstream_pause(ngx_http_voice_upstream_t *u, ngx_uint_t pause)
+{
+    ngx_connection_t               *c;
+    ngx_http_voice_upstream_ctx_t  *ctx;
+
+    ctx = u->ctx;
+
+    if (ctx->gone || (ngx_uint_t) ctx->paused == (pause ? 1 : 0)) {
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &ctx->log, 0,
+                   "voice upstream %p: %s", u, pause ? "paused" : "resumed");
+
+    ctx->paused = pause ? 1 : 0;
+
+    c = ctx->peer.connection;
+
+    if (pause || c == NULL || ctx->state < ngx_http_voice_upstream_open) {
+        /* the read handler stops at its next turn */
+        return;
+    }
+
+    /*
+     * Events are edge-triggered: what arrived while paused, in the kernel
+     * or in the TLS layer, raises no new event.  Read it from the loop,
+     * never from inside the owner's call.
+     */
+
+    ngx_post_event(c->read, &ngx_posted_events);
 }
 
 
@@ -1121,12 +1171,11 @@ ngx_http_voice_upstream_opened(ngx_http_voice_upstream_ctx_t *ctx,
         return;
     }
 
-    /* frames that came with the head */
+    /* frames that came with the head (the head buffer stays) */
 
-    if (pos < last
-        && ngx_http_voice_upstream_process(ctx, pos, last) != NGX_OK)
-    {
-        return;
+    if (pos < last) {
+        ctx->pending = pos;
+        ctx->pending_last = last;
     }
 
     ngx_http_voice_upstream_read_frames(ctx);
@@ -1267,12 +1316,40 @@ ngx_http_voice_upstream_timeout(ngx_event_t *ev)
 static void
 ngx_http_voice_upstream_read_frames(ngx_http_voice_upstream_ctx_t *ctx)
 {
+    u_char            *pos, *last;
     ssize_t            n;
     ngx_connection_t  *c;
 
     c = ctx->peer.connection;
 
     for ( ;; ) {
+
+        if (ctx->paused && !ctx->gone) {
+
+            /* level-triggered events would fire on and on meanwhile */
+
+            if ((ngx_event_flags & NGX_USE_LEVEL_EVENT) && c->read->active) {
+                if (ngx_del_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
+                    c->error = 1;
+                    ngx_http_voice_upstream_fail(ctx, "event error");
+                }
+            }
+
+            /* pause(u, 0) posts the read event */
+            return;
+        }
+
+        if (ctx->pending) {
+            pos = ctx->pending;
+            last = ctx->pending_last;
+            ctx->pending = NULL;
+
+            if (ngx_http_voice_upstream_process(ctx, pos, last) != NGX_OK) {
+                return;
+            }
+
+            continue;
+        }
 
         n = c->recv(c, ctx->buffer, NGX_HTTP_VOICE_UPSTREAM_READ);
 
@@ -1324,7 +1401,10 @@ ngx_http_voice_upstream_read_frames(ngx_http_voice_upstream_ctx_t *ctx)
 }
 
 
-/* NGX_OK: go on reading; NGX_DONE: stop, the upstream may be gone */
+/*
+ * NGX_OK: go on reading; NGX_DONE: stop, the upstream may be gone;
+ * NGX_AGAIN: the owner paused, the rest is kept in ctx->pending.
+ */
 
 static ngx_int_t
 ngx_http_voice_upstream_process(ngx_http_voice_upstream_ctx_t *ctx,
@@ -1397,6 +1477,10 @@ ngx_http_voice_upstream_process(ngx_http_voice_upstream_ctx_t *ctx,
                 return NGX_DONE;
             }
 
+            if (ctx->paused && !ctx->gone) {
+                goto paused;
+            }
+
             continue;
         }
 
@@ -1429,7 +1513,22 @@ ngx_http_voice_upstream_process(ngx_http_voice_upstream_ctx_t *ctx,
         }
 
         ngx_http_voice_ring_consume(&ctx->message, n);
+
+        if (ctx->paused && !ctx->gone) {
+            goto paused;
+        }
     }
+
+paused:
+
+    /* the read buffer is not reused until this is processed */
+
+    if (pos < last) {
+        ctx->pending = pos;
+        ctx->pending_last = last;
+    }
+
+    return NGX_AGAIN;
 }
 
 

@@ -34,13 +34,22 @@ lands in build/bench/<scenario>/result.json.
               echo RTT beside them, memory at 100   loaded, RSS per session,
               and 1,000 sessions, 1,000 sessions    flat RSS
               opened, one turn each, and closed
+  k  tts      100 agent sessions whose replies  first audio latency,
+              are spoken by the Cartesia engine     speech.started -> last
+              against the TTS mock (5x real time)   audio frame <= 20 ms,
+              and written by the LLM mock, each     frame gaps/underruns,
+              cut by the client's own speech        cancel timing, RSS and
+              (a voiced buzz) after 1.5 s of audio; CPU per session
+              the client is Python asyncio here,
+              not voice-bench
 
 usage: bench.py [--seconds S] [--soak-seconds S] [--churn N] [--workers N]
                 [--codec-seconds S] [--codec-sessions N] [--codec-budget P]
                 [--pacing-seconds S] [--stt-seconds S] [--stt-sessions N]
                 [--stt-mem-seconds S] [--stt-mem-interval MS]
                 [--stt-churn N] [--llm-seconds S] [--llm-sessions N]
-                [--llm-churn N] [scenario ...]
+                [--llm-churn N] [--tts-sessions N]
+                [scenario ...]
 
 Scenarios are named by letter or name (default: all, in order).  The same
 settings can come from the environment: BENCH_SECONDS (a and b, default
@@ -51,7 +60,8 @@ BENCH_CODEC_SESSIONS (f, default 500), BENCH_CODEC_BUDGET (f, default
 default 20), BENCH_STT_SESSIONS (i, default 100), BENCH_STT_MEM_SECONDS
 (i, default 10), BENCH_STT_MEM_INTERVAL (i, default 200), BENCH_STT_CHURN
 (i, default 1000), BENCH_LLM_SECONDS (j, default 20), BENCH_LLM_SESSIONS
-(j, default 100), BENCH_LLM_CHURN (j, default 1000).
+(j, default 100), BENCH_LLM_CHURN (j, default 1000),
+BENCH_TTS_SESSIONS (k, default 100).
 
 Speech-to-text (i) runs nginx with the echo at /voice and an agent
 pipeline at /dg whose Deepgram engine talks to the mock, each run with a
@@ -439,6 +449,8 @@ SCENARIOS = [
     ("h", "costs", "conversion and VAD cost per 20 ms frame"),
     ("i", "stt", "streaming speech-to-text through the Deepgram mock"),
     ("j", "llm", "streamed language model replies through the LLM mock"),
+    ("k", "tts", "spoken replies through Cartesia and the TTS mock, "
+                 "interrupted by speech"),
 ]
 
 
@@ -1897,8 +1909,335 @@ def llm_rows(res, n, opts):
     return rows
 
 
+# ---- k: speech (TTS) ----------------------------------------------------
+
+TTS_MOCK = os.path.join(ROOT, "t", "mock", "tts.py")
+TTS_KEY = "bench-tts-key"
+TTS_LOCATION = """        location = /tts {
+            voice;
+            voice_pipeline agent;
+            voice_stt off;
+            voice_vad_events on;
+            voice_llm openai;
+            voice_llm_url http://127.0.0.1:@LLM_PORT@/v1/chat/completions;
+            voice_llm_model gpt-bench;
+            voice_llm_key file:@PREFIX@/tts.key;
+            voice_tts cartesia;
+            voice_tts_url ws://127.0.0.1:@MOCK_PORT@/tts/websocket;
+            voice_tts_key file:@PREFIX@/tts.key;
+            voice_tts_voice bench-voice;
+        }"""
+# each reply says its session's tag, then sentences long enough to be
+# interrupted; the TTS mock's default script is five times real time
+TTS_SENTENCES = ("The first thing to know is where we start today. "
+                 "After that we walk along the river to the old bridge. "
+                 "The bridge was built a long time ago by the town. "
+                 "On the far side there is a small market with fruit.")
+
+
+class TtsSetup(ProviderSetup):
+    """The TTS mock (Cartesia) and the LLM mock, and nginx, in
+    build/bench/tts/<key>/."""
+
+    def __init__(self, key, opts):
+        self.llm_log = open(os.devnull, "wb")
+        self.llm_state = os.path.join(PREFIX_ROOT, "tts", key + "-llm")
+        shutil.rmtree(self.llm_state, ignore_errors=True)
+        lib = os.path.join(PREFIX_ROOT, "tts", key + "-llm.json")
+        os.makedirs(os.path.dirname(lib), exist_ok=True)
+        with open(lib, "w") as f:
+            json.dump({"scripts": {"say": {"text": "{user}.", "ttft": 0.01,
+                                           "rate": 200}}}, f)
+        self.llm = subprocess.Popen(
+            [MOCK_PYTHON, LLM_MOCK, "--port", "0", "--state-dir",
+             self.llm_state, "--key", TTS_KEY, "--script", lib],
+            stdout=subprocess.PIPE, stderr=self.llm_log)
+        ready, _, _ = select.select([self.llm.stdout], [], [], 60)
+        line = self.llm.stdout.readline().split() if ready else []
+        if len(line) != 2 or line[0] != b"READY":
+            self.llm.kill()
+            raise Failure("the LLM mock did not start")
+        location = TTS_LOCATION.replace("@LLM_PORT@", line[1].decode())
+        try:
+            super().__init__("tts", key, TTS_MOCK, "TTS", TTS_KEY,
+                             "tts.key", {"scripts": {}}, "speech (k)",
+                             location)
+        except Failure:
+            self.llm.kill()
+            raise
+
+    def close(self):
+        problems = super().close()
+        self.llm.terminate()
+        try:
+            self.llm.wait(30)
+        except subprocess.TimeoutExpired:
+            self.llm.kill()
+        self.llm_log.close()
+        return problems
+
+    def cancels(self):
+        """{tag: cancel wall time} from the TTS mock's records."""
+        out = {}
+        for name in os.listdir(self.state):
+            if not name.endswith(".json"):
+                continue
+            with open(os.path.join(self.state, name)) as f:
+                rec = json.load(f)
+            ctx_tag = {}
+            for p in rec.get("phrases", []):
+                m = re.match(r"\s*(k\d+)\.", p["text"])
+                if m:
+                    ctx_tag[p["context"]] = m.group(1)
+            for c in rec.get("cancels", []):
+                if c["context"] in ctx_tag:
+                    out[ctx_tag[c["context"]]] = c["wall"]
+        return out
+
+
+def _voiced_pcm(seconds, f0=130.0):
+    """A buzz with a voice's harmonics, loudness wobbling at 4 Hz: what
+    the module's detector takes for speech (16 kHz s16le)."""
+    import math
+    import struct
+    out = []
+    for i in range(int(16000 * seconds)):
+        t = i / 16000.0
+        env = 0.6 + 0.4 * math.sin(2 * math.pi * 4 * t)
+        v = sum(math.sin(2 * math.pi * f0 * k * t) / k for k in range(1, 12))
+        out.append(int(3000 * env * v) + (i * 7919 % 61) - 30)
+    return struct.pack("<%dh" % len(out), *out)
+
+
+def _tone_of(frames):
+    """The frequency of s16le audio by its rising zero crossings."""
+    import array
+    a = array.array("h")
+    a.frombytes(b"".join(frames))
+    c = [i for i in range(1, len(a)) if a[i - 1] < 0 <= a[i]]
+    if len(c) < 3:
+        return None
+    return 16000.0 * (len(c) - 1) / (c[-1] - c[0])
+
+
+async def _tts_session(url, n, voiced, quiet, out):
+    """One client: streams 20 ms frames in real time (quiet, then the
+    buzz once 1.5 s of the reply has arrived), says one turn, records
+    what it got."""
+    import asyncio
+    import websockets
+    rec = {"n": n, "frames": [], "events": [], "error": None}
+    out.append(rec)
+    tag = "k%d" % n
+    try:
+        ws = await websockets.connect(url, subprotocols=["voice.v1"],
+                                      ping_interval=None, max_size=None,
+                                      open_timeout=60)
+    except Exception as e:
+        rec["error"] = "connect: %s" % e
+        return
+    state = {"speak": False, "stop": False}
+
+    async def mic():
+        start = time.monotonic()
+        i = v = 0
+        while not state["stop"]:
+            if state["speak"]:
+                frame = voiced[v:v + 640]
+                v = (v + 640) % len(voiced)
+                if "voice_sent" not in rec:
+                    rec["voice_sent"] = time.time()
+            else:
+                frame = quiet
+            try:
+                await ws.send(frame)
+            except Exception:
+                return
+            i += 1
+            await asyncio.sleep(max(0.0, start + i * 0.02
+                                    - time.monotonic()))
+
+    try:
+        await ws.send(json.dumps({"type": "session.start"}))
+        m = json.loads(await ws.recv())
+        if m.get("type") != "session.started":
+            rec["error"] = "no session.started: %r" % m
+            return
+        sender = asyncio.ensure_future(mic())
+        rec["asked"] = time.time()
+        await ws.send(json.dumps({
+            "type": "text.input",
+            "text": "mock:say %s. %s" % (tag, TTS_SENTENCES)}))
+        audio = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            msg = await asyncio.wait_for(ws.recv(), 30)
+            now = time.time()
+            if isinstance(msg, bytes):
+                rec["frames"].append((now, msg))
+                audio += len(msg)
+                if audio >= 48000 and not state["speak"]:
+                    state["speak"] = True
+                continue
+            m = json.loads(msg)
+            rec["events"].append((now, m))
+            if m["type"] == "state" and m["state"] == "listening" \
+                    and any(e["type"] == "response.interrupted"
+                            or e["type"] == "response.audio.done"
+                            for _, e in rec["events"]):
+                break
+        state["stop"] = True
+        await sender
+        await ws.close()
+    except Exception as e:
+        rec["error"] = "%s: %s" % (type(e).__name__, e)
+        try:
+            await ws.close()
+        except Exception:
+            pass
+
+
+def _tts_figures(out, cancels):
+    first, stop, gaps, under, bleed, cancel_lag, bad = [], [], [], 0, [], [], []
+    for r in out:
+        if r["error"]:
+            bad.append("session %d: %s" % (r["n"], r["error"]))
+            continue
+        ev = r["events"]
+        frames = r["frames"]
+        intr = [t for t, m in ev if m["type"] == "response.interrupted"]
+        started = [t for t, m in ev if m["type"] == "speech.started"]
+        if not frames:
+            bad.append("session %d: no audio" % r["n"])
+            continue
+        first.append((frames[0][0] - r["asked"]) * 1000)
+        if not intr:
+            bad.append("session %d: not interrupted" % r["n"])
+            continue
+        before = [t for t, _ in frames if t <= intr[0]]
+        after = [t for t, _ in frames if t > intr[0]]
+        if after:
+            bad.append("session %d: %d frames after response.interrupted"
+                       % (r["n"], len(after)))
+        if started and before:
+            stop.append(max(0.0, (before[-1] - started[0]) * 1000))
+        ts = [t for t, _ in frames if t <= intr[0]]
+        for a, b in zip(ts, ts[1:]):
+            gaps.append((b - a) * 1000)
+            if b - a > 0.020 + 0.015:
+                under += 1
+        f = _tone_of([d for _, d in frames[:10]])
+        # the first phrase is "kN." alone: its tone is the mock's phrase 0
+        # or 1 of that session's connection, never checked across sessions
+        # by frequency alone; bleed is audio after a foreign tag's end
+        if f is None:
+            bleed.append("session %d: no tone in its first audio" % r["n"])
+        tag = "k%d" % r["n"]
+        if tag in cancels:
+            cancel_lag.append((cancels[tag] - intr[0]) * 1000)
+    return {"first": quantiles(first), "stop": quantiles(stop),
+            "stop_max": max(stop) if stop else None,
+            "gaps": quantiles(gaps), "underruns": under, "bleed": bleed,
+            "cancel_lag": quantiles(cancel_lag), "bad": bad,
+            "cancels": len(cancel_lag)}
+
+
+def run_tts(letter, name, title, opts):
+    import asyncio
+    print("\n(%s) %s: %s" % (letter, name, title), flush=True)
+    print("  client: Python asyncio inside bench.py (not voice-bench)",
+          flush=True)
+    rows = []
+    problems = []
+    n = opts.tts_sessions
+    setup = TtsSetup("tts%d" % n, opts)
+    out = []
+    try:
+        wpid = None
+        with open("/proc/%d/task/%d/children" % (setup.master,
+                                                 setup.master)) as f:
+            kids = f.read().split()
+        wpid = int(kids[0]) if kids else None
+        wcpu = CpuSampler(wpid) if wpid else None
+
+        def rss():
+            try:
+                with open("/proc/%d/status" % wpid) as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            return int(line.split()[1])
+            except (OSError, TypeError):
+                return None
+        rss0 = rss()
+        voiced = _voiced_pcm(2.0)
+        quiet = bytes(640)
+        url = setup.url("/tts")
+
+        async def main():
+            peak = [rss0 or 0]
+
+            async def watch():
+                while True:
+                    peak[0] = max(peak[0], rss() or 0)
+                    await asyncio.sleep(0.5)
+            w = asyncio.ensure_future(watch())
+            await asyncio.gather(*[_tts_session(url, i, voiced, quiet, out)
+                                   for i in range(n)])
+            w.cancel()
+            return peak[0]
+        t0 = time.monotonic()
+        peak = asyncio.run(main())
+        t1 = time.monotonic()
+        wmean = wcpu.window(t0, t1) if wcpu else (None, None)
+        if wcpu:
+            wcpu.close()
+        cancels = setup.cancels()
+    finally:
+        problems.extend(setup.close())
+    fig = _tts_figures(out, cancels)
+    rows.append(("first audio (text.input -> frame) p50/p95/p99 ms",
+                 "%s/%s/%s" % tuple(_fmt(fig["first"], k)
+                                    for k in (0.5, 0.95, 0.99)), "-", None))
+    met = fig["stop_max"] is not None and fig["stop"] \
+        and fig["stop"]["p99"] <= 20
+    rows.append(("speech.started -> last frame p50/p99/max ms",
+                 "%s/%s/%s" % (_fmt(fig["stop"], 0.5), _fmt(fig["stop"], 0.99),
+                               "-" if fig["stop_max"] is None
+                               else "%.1f" % fig["stop_max"]),
+                 "<= 20", bool(met)))
+    rows.append(("frame gap p50/p99 ms, underruns (> 35 ms)",
+                 "%s/%s, %d" % (_fmt(fig["gaps"], 0.5), _fmt(fig["gaps"], 0.99),
+                                fig["underruns"]), "20, 0",
+                 fig["underruns"] == 0))
+    rows.append(("cancel seen by the mock after interrupted p50/p99 ms",
+                 "%s/%s (%d)" % (_fmt(fig["cancel_lag"], 0.5),
+                                 _fmt(fig["cancel_lag"], 0.99),
+                                 fig["cancels"]), "-", None))
+    if rss0 and peak:
+        rows.append(("worker RSS growth per session KiB",
+                     "%.0f" % ((peak - rss0) / float(n)), "-", None))
+    if wmean and wmean[0] is not None:
+        rows.append(("worker CPU mean/peak % per session",
+                     "%.3f/%.3f" % (wmean[0] / n, wmean[1] / n), "-", None))
+    problems.extend(fig["bad"][:5])
+    if len(fig["bad"]) > 5:
+        problems.append("... %d more session problems" % (len(fig["bad"]) - 5))
+    problems.extend(fig["bleed"][:3])
+    print()
+    print_rows(rows)
+    for p in problems:
+        print("  FAILURE: " + p)
+    return {"letter": letter, "name": name, "rows": rows,
+            "problems": problems, "result": fig, "log": {}}
+
+
+def _fmt(q, p):
+    return "-" if not q else "%.1f" % q["p%d" % round(p * 100)]
+
+
 RUNNERS = {"codecs": run_codecs, "pacing": run_pacing, "costs": run_costs,
-           "stt": run_stt, "llm": run_llm}
+           "stt": run_stt, "llm": run_llm,
+           "tts": run_tts}
 
 
 def print_table(outcomes):
@@ -1922,9 +2261,9 @@ def parse_options(argv):
     parser = argparse.ArgumentParser(
         description="the standard load scenarios (see the file's header)")
     parser.add_argument("scenarios", nargs="*",
-                        help="letters or names: a b c d e f g h i j, "
+                        help="letters or names: a b c d e f g h i j k, "
                              "rtt100 rtt1000 soak mem churn codecs pacing "
-                             "costs stt llm "
+                             "costs stt llm tts "
                              "(default: all)")
     parser.add_argument("--seconds", type=float,
                         default=env_number("BENCH_SECONDS", 30),
@@ -1987,6 +2326,10 @@ def parse_options(argv):
                         default=int(env_number("BENCH_LLM_CHURN", 1000)),
                         help="agent sessions opened and closed in j "
                              "(BENCH_LLM_CHURN, 1000)")
+    parser.add_argument("--tts-sessions", type=int,
+                        default=int(env_number("BENCH_TTS_SESSIONS", 100)),
+                        help="speaking sessions of k (BENCH_TTS_SESSIONS, "
+                             "100)")
     opts = parser.parse_args(argv)
 
     chosen = []
