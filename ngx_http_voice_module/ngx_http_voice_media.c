@@ -249,10 +249,12 @@ ngx_http_voice_media_listen(ngx_http_voice_session_t *s, int16_t *pcm,
                 s->voiced += n;
             }
 
-            /* a barge-in that waits for more speech than the VAD's */
+            /*
+             * speech that waits for more than the detector's minimum, or
+             * that began before the assistant started speaking
+             */
 
             if (s->state == NGX_HTTP_VOICE_ST_SPEAKING
-                && s->conf->barge_in_min_speech > s->conf->vad_min_speech
                 && ngx_http_voice_media_barge_in(s, NGX_HTTP_VOICE_EV_AUDIO)
                    != NGX_OK)
             {

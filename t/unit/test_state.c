@@ -937,7 +937,8 @@ test_anything_else_first(void **state)
     /*
      * Every client message other than a good session.start ends the
      * session, but a gateway's greeting; the detector's events cannot
-     * come yet (see test_detector_events_out_of_place).
+     * come yet (see test_detector_events_out_of_place), nor any of the
+     * pipeline's, since nothing runs before the start.
      */
 
     for (e = 0; e < EV(MAX); e++) {
@@ -952,6 +953,8 @@ test_anything_else_first(void **state)
         case EV(PEER_CLOSE):
         case EV(IDLE_TIMEOUT):
         case EV(SHUTDOWN):
+            continue;
+
         case EV(TRANSCRIPT_PARTIAL):
         case EV(TRANSCRIPT_FINAL):
         case EV(STT_SPEECH):
@@ -964,7 +967,16 @@ test_anything_else_first(void **state)
         case EV(LLM_DONE):
         case EV(LLM_FAILED):
         case EV(LLM_TIMEOUT):
+        case EV(TTS_AUDIO):
+        case EV(TTS_FAILED):
+        case EV(REPLY_SPOKEN):
+        case EV(BARGE_IN):
+        case EV(SILENCED):
+        case EV(CANCELLED):
+            test_state_expect(ST(CONNECTED), e, ST(CONNECTED),
+                              A(ERROR_INVALID), A(NONE));
             continue;
+
         default:
             break;
         }
@@ -998,6 +1010,17 @@ test_audio_flows(void **state)
                       A(AUDIO), A(NONE));
     test_state_expect(ST(TRANSCRIBING), EV(AUDIO), ST(TRANSCRIBING),
                       A(AUDIO), A(NONE));
+    test_state_expect(ST(THINKING), EV(AUDIO), ST(THINKING),
+                      A(AUDIO), A(NONE));
+    test_state_expect(ST(SPEAKING), EV(AUDIO), ST(SPEAKING),
+                      A(AUDIO), A(NONE));
+
+    /* no frame can arrive in the middle of an interruption */
+
+    test_state_expect(ST(INTERRUPTED), EV(AUDIO), ST(INTERRUPTED),
+                      A(ERROR_INVALID), A(NONE));
+    test_state_expect(ST(CANCELLING), EV(AUDIO), ST(CANCELLING),
+                      A(ERROR_INVALID), A(NONE));
 }
 
 
@@ -1068,29 +1091,47 @@ test_turn_ends(void **state)
 static void
 test_detector_events_out_of_place(void **state)
 {
+    ngx_http_voice_state_e  s;
+
     (void) state;
 
-    /* speech cannot end or run over before it started, nor start twice */
+    /* the echo pipeline never hears speech end or run over */
 
     test_state_expect(ST(STREAMING), EV(SPEECH_ENDED), ST(STREAMING),
                       A(ERROR_INVALID), A(NONE));
     test_state_expect(ST(STREAMING), EV(MAX_DURATION), ST(STREAMING),
                       A(ERROR_INVALID), A(NONE));
-    test_state_expect(ST(LISTENING), EV(SPEECH_ENDED), ST(LISTENING),
-                      A(ERROR_INVALID), A(NONE));
-    test_state_expect(ST(LISTENING), EV(MAX_DURATION), ST(LISTENING),
-                      A(ERROR_INVALID), A(NONE));
+
+    /* speech does not start twice */
+
     test_state_expect(ST(TRANSCRIBING), EV(SPEECH_STARTED),
                       ST(TRANSCRIBING), A(ERROR_INVALID), A(NONE));
 
-    /* nor before a session exists */
+    /*
+     * but speech that began while a reply was under way (the state did
+     * not move to transcribing for it) may end, or run over, after the
+     * reply ended and the session listens again
+     */
 
-    test_state_expect(ST(CONNECTED), EV(SPEECH_STARTED), ST(CONNECTED),
-                      A(ERROR_INVALID), A(NONE));
-    test_state_expect(ST(CONNECTED), EV(SPEECH_ENDED), ST(CONNECTED),
-                      A(ERROR_INVALID), A(NONE));
-    test_state_expect(ST(CONNECTED), EV(MAX_DURATION), ST(CONNECTED),
-                      A(ERROR_INVALID), A(NONE));
+    test_state_expect(ST(LISTENING), EV(SPEECH_ENDED), ST(LISTENING),
+                      A(SPEECH), A(END_TURN));
+    test_state_expect(ST(LISTENING), EV(MAX_DURATION), ST(LISTENING),
+                      A(FAIL_DURATION), A(END_TURN));
+
+    /* nor before a session exists, nor in an interruption's steps */
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        if (s != ST(CONNECTED) && !test_state_is_transient(s)) {
+            continue;
+        }
+
+        test_state_expect(s, EV(SPEECH_STARTED), s,
+                          A(ERROR_INVALID), A(NONE));
+        test_state_expect(s, EV(SPEECH_ENDED), s,
+                          A(ERROR_INVALID), A(NONE));
+        test_state_expect(s, EV(MAX_DURATION), s,
+                          A(ERROR_INVALID), A(NONE));
+    }
 }
 
 
@@ -1103,11 +1144,12 @@ test_cancel(void **state)
 
     /*
      * response.cancel drops what waits to be played, in every live state;
-     * while a reply streams it also stops the reply
+     * while a reply streams it also stops the reply, and once the reply
+     * is heard it interrupts it as a barge-in would
      */
 
     for (s = ST(CONNECTED); s < ST(MAX); s++) {
-        if (!test_state_is_live(s) || s == ST(THINKING)) {
+        if (!test_state_is_live(s) || test_state_has_reply(s)) {
             continue;
         }
 
@@ -1116,6 +1158,15 @@ test_cancel(void **state)
 
     test_state_expect(ST(THINKING), EV(CANCEL), ST(LISTENING), A(CANCEL),
                       A(CANCEL_REPLY));
+    test_state_expect(ST(SPEAKING), EV(CANCEL), ST(INTERRUPTED),
+                      A(SILENCE), A(NONE));
+
+    /* an interruption under way is not interrupted again */
+
+    test_state_expect(ST(INTERRUPTED), EV(CANCEL), ST(INTERRUPTED),
+                      A(ERROR_INVALID), A(NONE));
+    test_state_expect(ST(CANCELLING), EV(CANCEL), ST(CANCELLING),
+                      A(ERROR_INVALID), A(NONE));
 }
 
 
@@ -1171,7 +1222,11 @@ test_live_states_alike(void **state)
         }
 
         for (e = 0; e < EV(MAX); e++) {
-            /* the echo pipeline has nothing that transcribes */
+            /*
+             * the echo pipeline has nothing that transcribes, replies or
+             * speaks; and a reply under way is stopped by response.cancel
+             * and session.end (see test_cancel, test_session_end)
+             */
 
             if (e == EV(COMMIT) || e == EV(SPEECH_STARTED)
                 || e == EV(SPEECH_ENDED) || e == EV(MAX_DURATION)
@@ -1181,8 +1236,11 @@ test_live_states_alike(void **state)
                 || e == EV(USER_TURN) || e == EV(LLM_TOKEN)
                 || e == EV(LLM_TOOL_CALL) || e == EV(TOOL_DONE)
                 || e == EV(LLM_DONE) || e == EV(LLM_FAILED)
-                || e == EV(LLM_TIMEOUT)
-                || (s == ST(THINKING)
+                || e == EV(LLM_TIMEOUT) || e == EV(TTS_AUDIO)
+                || e == EV(TTS_FAILED) || e == EV(REPLY_SPOKEN)
+                || e == EV(BARGE_IN) || e == EV(SILENCED)
+                || e == EV(CANCELLED)
+                || (test_state_has_reply(s)
                     && (e == EV(CANCEL) || e == EV(SESSION_END))))
             {
                 continue;
@@ -1229,7 +1287,10 @@ test_turn_discipline(void **state)
                 if (t->actions[k] == A(END_TURN)) {
                     assert_true(t->next == ST(LISTENING)
                                 || t->next == ST(STREAMING)
-                                || t->next == ST(THINKING));
+                                || t->next == ST(THINKING)
+                                || t->next == ST(SPEAKING));
+                    assert_int_equal(t->next, s == ST(TRANSCRIBING)
+                                              ? ST(LISTENING) : s);
                     assert_true(k + 1 == NACT
                                 || t->actions[k + 1] == A(NONE));
                 }
@@ -1254,6 +1315,245 @@ test_turn_discipline(void **state)
             if (t->next == ST(TRANSCRIBING) && s != ST(TRANSCRIBING)) {
                 assert_int_equal(e, EV(SPEECH_STARTED));
             }
+
+            /* a reply starts on a turn's text, and on nothing else */
+
+            if (test_state_has_action(t, A(THINK))) {
+                assert_int_equal(e, EV(USER_TURN));
+                assert_int_equal(t->next, ST(THINKING));
+            }
+
+            if (t->next == ST(THINKING) && s != ST(THINKING)) {
+                assert_int_equal(e, EV(USER_TURN));
+                assert_true(test_state_has_action(t, A(THINK)));
+            }
+        }
+    }
+}
+
+
+static void
+test_speaking_like_thinking(void **state)
+{
+    ngx_http_voice_event_e              e;
+    const ngx_http_voice_transition_t  *t, *u;
+
+    (void) state;
+
+    /*
+     * Once heard, a reply goes on as it did while thought: the user's
+     * side and the model's events are the same, and so is where they
+     * lead, but that staying put now means staying in speaking.
+     */
+
+    for (e = 0; e < EV(MAX); e++) {
+
+        /* what barge-in changes, and the reply's first audio */
+
+        if (e == EV(SPEECH_STARTED) || e == EV(STT_SPEECH)
+            || e == EV(BARGE_IN) || e == EV(CANCEL) || e == EV(TTS_AUDIO))
+        {
+            continue;
+        }
+
+        t = ngx_http_voice_state_next(ST(THINKING), e);
+        u = ngx_http_voice_state_next(ST(SPEAKING), e);
+
+        if (memcmp(t->actions, u->actions, sizeof(t->actions)) != 0) {
+            print_error("%s: thinking and speaking differ\n",
+                        ngx_http_voice_event_name(e));
+        }
+
+        assert_memory_equal(t->actions, u->actions, sizeof(t->actions));
+
+        if (t->next == ST(THINKING) && e != EV(USER_TURN)) {
+            assert_int_equal(u->next, ST(SPEAKING));
+
+        } else {
+            assert_int_equal(u->next, t->next);
+        }
+    }
+
+    /* the user's speech over a heard reply may grow into a barge-in */
+
+    test_state_expect(ST(THINKING), EV(SPEECH_STARTED), ST(THINKING),
+                      A(SPEECH), A(NONE));
+    test_state_expect(ST(SPEAKING), EV(SPEECH_STARTED), ST(SPEAKING),
+                      A(SPEECH), A(BARGE_IN));
+    test_state_expect(ST(THINKING), EV(STT_SPEECH), ST(THINKING),
+                      A(NONE), A(NONE));
+    test_state_expect(ST(SPEAKING), EV(STT_SPEECH), ST(SPEAKING),
+                      A(BARGE_IN), A(NONE));
+}
+
+
+static void
+test_reply_lifecycle(void **state)
+{
+    (void) state;
+
+    /* the model's text being complete does not end what is to be heard */
+
+    test_state_expect(ST(THINKING), EV(LLM_DONE), ST(THINKING),
+                      A(REPLY_DONE), A(NONE));
+    test_state_expect(ST(SPEAKING), EV(LLM_DONE), ST(SPEAKING),
+                      A(REPLY_DONE), A(NONE));
+
+    /* its first audio makes it heard, and is measured */
+
+    test_state_expect(ST(THINKING), EV(TTS_AUDIO), ST(SPEAKING),
+                      A(METRICS), A(NONE));
+
+    /* the reply ends when all of it was played, audio or not */
+
+    test_state_expect(ST(SPEAKING), EV(REPLY_SPOKEN), ST(LISTENING),
+                      A(AUDIO_DONE), A(NONE));
+    test_state_expect(ST(THINKING), EV(REPLY_SPOKEN), ST(LISTENING),
+                      A(AUDIO_DONE), A(NONE));
+
+    /* failed speech is reported; the text goes on */
+
+    test_state_expect(ST(THINKING), EV(TTS_FAILED), ST(THINKING),
+                      A(ERROR_TTS), A(NONE));
+    test_state_expect(ST(SPEAKING), EV(TTS_FAILED), ST(SPEAKING),
+                      A(ERROR_TTS), A(NONE));
+
+    /* the model failing ends the reply, heard or not */
+
+    test_state_expect(ST(SPEAKING), EV(LLM_FAILED), ST(LISTENING),
+                      A(ERROR_LLM), A(NONE));
+    test_state_expect(ST(SPEAKING), EV(LLM_TIMEOUT), ST(LISTENING),
+                      A(ERROR_LLM), A(NONE));
+
+    /* a new turn replaces the reply being heard */
+
+    test_state_expect(ST(SPEAKING), EV(USER_TURN), ST(THINKING),
+                      A(CANCEL_REPLY), A(THINK));
+
+    /* a reply's first audio comes once */
+
+    test_state_expect(ST(SPEAKING), EV(TTS_AUDIO), ST(SPEAKING),
+                      A(ERROR_INVALID), A(NONE));
+}
+
+
+static void
+test_barge_in(void **state)
+{
+    (void) state;
+
+    /*
+     * The user speaks over the reply, long enough: the queue is dropped,
+     * the reply cancelled, its streams torn down, and the session listens
+     * to the speech that is still going on, which ends there.
+     */
+
+    test_state_expect(ST(SPEAKING), EV(SPEECH_STARTED), ST(SPEAKING),
+                      A(SPEECH), A(BARGE_IN));
+    test_state_expect(ST(SPEAKING), EV(BARGE_IN), ST(INTERRUPTED),
+                      A(SILENCE), A(NONE));
+    test_state_expect(ST(INTERRUPTED), EV(SILENCED), ST(CANCELLING),
+                      A(CANCEL_REPLY), A(SETTLE));
+    test_state_expect(ST(CANCELLING), EV(CANCELLED), ST(LISTENING),
+                      A(NONE), A(NONE));
+    test_state_expect(ST(LISTENING), EV(SPEECH_ENDED), ST(LISTENING),
+                      A(SPEECH), A(END_TURN));
+
+    /* a barge-in comes too late once the reply is over or replaced */
+
+    test_state_expect(ST(LISTENING), EV(BARGE_IN), ST(LISTENING),
+                      A(ERROR_INVALID), A(NONE));
+    test_state_expect(ST(THINKING), EV(BARGE_IN), ST(THINKING),
+                      A(ERROR_INVALID), A(NONE));
+}
+
+
+static void
+test_interruption_steps(void **state)
+{
+    ngx_http_voice_state_e              s;
+    ngx_http_voice_event_e              e, one;
+    const ngx_http_voice_transition_t  *t, *u;
+
+    (void) state;
+
+    /*
+     * Interrupted and cancelling each take exactly one event; the peer's
+     * close, the idle timer and shutdown act as anywhere else; all else
+     * is refused and the state stays.
+     */
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        if (!test_state_is_transient(s)) {
+            continue;
+        }
+
+        one = (s == ST(INTERRUPTED)) ? EV(SILENCED) : EV(CANCELLED);
+
+        for (e = 0; e < EV(MAX); e++) {
+            t = ngx_http_voice_state_next(s, e);
+
+            test_state_well_formed(t);
+
+            if (e == one) {
+                assert_int_not_equal(t->next, s);
+                assert_int_not_equal(t->next, ST(CLOSED));
+                continue;
+            }
+
+            if (test_state_is_everywhere(e)) {
+                u = ngx_http_voice_state_next(ST(LISTENING), e);
+
+                assert_int_equal(t->next, ST(CLOSED));
+                assert_memory_equal(t->actions, u->actions,
+                                    sizeof(t->actions));
+                continue;
+            }
+
+            test_state_expect(s, e, s, A(ERROR_INVALID), A(NONE));
+        }
+    }
+
+    /* and their events mean nothing elsewhere, but after closing */
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        if (s != ST(INTERRUPTED) && s != ST(CLOSED)) {
+            test_state_expect(s, EV(SILENCED), s, A(ERROR_INVALID), A(NONE));
+        }
+
+        if (s != ST(CANCELLING) && s != ST(CLOSED)) {
+            test_state_expect(s, EV(CANCELLED), s,
+                              A(ERROR_INVALID), A(NONE));
+        }
+
+        if (s != ST(SPEAKING) && s != ST(CLOSED)) {
+            test_state_expect(s, EV(BARGE_IN), s, A(ERROR_INVALID), A(NONE));
+        }
+    }
+}
+
+
+static void
+test_reply_discipline(void **state)
+{
+    ngx_http_voice_state_e              s;
+    ngx_http_voice_event_e              e;
+    const ngx_http_voice_transition_t  *t;
+
+    (void) state;
+
+    /* every step from every open state keeps to the reply's paths */
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        if (!test_state_is_open(s)) {
+            continue;
+        }
+
+        for (e = 0; e < EV(MAX); e++) {
+            t = ngx_http_voice_state_next(s, e);
+
+            test_state_check_path(s, e, t);
+            (void) test_state_follow_reply(test_state_has_reply(s), t);
         }
     }
 }
@@ -1269,7 +1569,7 @@ test_session_end(void **state)
     /* session.end flushes and closes, whatever the user is doing */
 
     for (s = ST(CONNECTED); s < ST(MAX); s++) {
-        if (!test_state_is_live(s) || s == ST(THINKING)) {
+        if (!test_state_is_live(s) || test_state_has_reply(s)) {
             continue;
         }
 
@@ -1277,9 +1577,11 @@ test_session_end(void **state)
                           A(CLOSE_NORMAL), A(NONE));
     }
 
-    /* a reply under way is interrupted first */
+    /* a reply under way, heard or not, is interrupted first */
 
     test_state_expect(ST(THINKING), EV(SESSION_END), ST(CLOSED),
+                      A(CANCEL_REPLY), A(CLOSE_NORMAL));
+    test_state_expect(ST(SPEAKING), EV(SESSION_END), ST(CLOSED),
                       A(CANCEL_REPLY), A(CLOSE_NORMAL));
 }
 
@@ -1287,32 +1589,39 @@ test_session_end(void **state)
 static void
 test_peer_close(void **state)
 {
+    ngx_http_voice_state_e  s;
+
     (void) state;
 
-    test_state_expect(ST(CONNECTED), EV(PEER_CLOSE), ST(CLOSED),
-                      A(CLOSE_REPLY), A(NONE));
-    test_state_expect(ST(STREAMING), EV(PEER_CLOSE), ST(CLOSED),
-                      A(CLOSE_REPLY), A(NONE));
-    test_state_expect(ST(LISTENING), EV(PEER_CLOSE), ST(CLOSED),
-                      A(CLOSE_REPLY), A(NONE));
-    test_state_expect(ST(TRANSCRIBING), EV(PEER_CLOSE), ST(CLOSED),
-                      A(CLOSE_REPLY), A(NONE));
+    /* in every open state, the interruption's steps included */
+
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        assert_true(test_state_is_open(s) || s == ST(CLOSED));
+
+        test_state_expect(s, EV(PEER_CLOSE), ST(CLOSED),
+                          A(CLOSE_REPLY), A(NONE));
+    }
 }
 
 
 static void
 test_shutdown(void **state)
 {
+    ngx_http_voice_state_e  s;
+
     (void) state;
 
-    test_state_expect(ST(CONNECTED), EV(SHUTDOWN), ST(CLOSED),
-                      A(INFO_SHUTDOWN), A(CLOSE_AWAY));
-    test_state_expect(ST(STREAMING), EV(SHUTDOWN), ST(CLOSED),
-                      A(INFO_SHUTDOWN), A(CLOSE_AWAY));
-    test_state_expect(ST(LISTENING), EV(SHUTDOWN), ST(CLOSED),
-                      A(INFO_SHUTDOWN), A(CLOSE_AWAY));
-    test_state_expect(ST(TRANSCRIBING), EV(SHUTDOWN), ST(CLOSED),
-                      A(INFO_SHUTDOWN), A(CLOSE_AWAY));
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        if (!test_state_is_open(s)) {
+            continue;
+        }
+
+        test_state_expect(s, EV(SHUTDOWN), ST(CLOSED),
+                          A(INFO_SHUTDOWN), A(CLOSE_AWAY));
+    }
+
+    /* the client was told already, or is being closed anyway */
+
     test_state_expect(ST(CLOSED), EV(SHUTDOWN), ST(CLOSED),
                       A(CLOSE_AWAY), A(NONE));
 }
@@ -1321,18 +1630,16 @@ test_shutdown(void **state)
 static void
 test_idle(void **state)
 {
+    ngx_http_voice_state_e  s;
+
     (void) state;
 
-    test_state_expect(ST(CONNECTED), EV(IDLE_TIMEOUT), ST(CLOSED),
-                      A(CLOSE_AWAY), A(NONE));
-    test_state_expect(ST(STREAMING), EV(IDLE_TIMEOUT), ST(CLOSED),
-                      A(CLOSE_AWAY), A(NONE));
-    test_state_expect(ST(LISTENING), EV(IDLE_TIMEOUT), ST(CLOSED),
-                      A(CLOSE_AWAY), A(NONE));
-    test_state_expect(ST(TRANSCRIBING), EV(IDLE_TIMEOUT), ST(CLOSED),
-                      A(CLOSE_AWAY), A(NONE));
-    test_state_expect(ST(CLOSED), EV(IDLE_TIMEOUT), ST(CLOSED),
-                      A(CLOSE_AWAY), A(NONE));
+    for (s = ST(CONNECTED); s < ST(MAX); s++) {
+        assert_true(test_state_is_open(s) || s == ST(CLOSED));
+
+        test_state_expect(s, EV(IDLE_TIMEOUT), ST(CLOSED),
+                          A(CLOSE_AWAY), A(NONE));
+    }
 }
 
 
@@ -1385,6 +1692,14 @@ test_state_names(void **state)
                         "listening");
     assert_string_equal(ngx_http_voice_state_name(ST(TRANSCRIBING)),
                         "transcribing");
+    assert_string_equal(ngx_http_voice_state_name(ST(THINKING)),
+                        "thinking");
+    assert_string_equal(ngx_http_voice_state_name(ST(SPEAKING)),
+                        "speaking");
+    assert_string_equal(ngx_http_voice_state_name(ST(INTERRUPTED)),
+                        "interrupted");
+    assert_string_equal(ngx_http_voice_state_name(ST(CANCELLING)),
+                        "cancelling");
     assert_string_equal(ngx_http_voice_state_name(ST(CLOSED)), "closed");
     assert_string_equal(ngx_http_voice_state_name(ST(NONE)), "unknown");
 
@@ -1456,11 +1771,41 @@ test_action_names(void **state)
 /* ---- random walks ------------------------------------------------------- */
 
 
+/*
+ * The event the session raises after these actions: at once for the
+ * steps of an interruption; for a barge-in if the speech lasts, and for
+ * a new reply's first audio, later and only maybe.  -1 for none.
+ */
+
+static long
+test_state_followup(const ngx_http_voice_transition_t *t)
+{
+    if (test_state_has_action(t, A(SILENCE))) {
+        return EV(SILENCED);
+    }
+
+    if (test_state_has_action(t, A(SETTLE))) {
+        return EV(CANCELLED);
+    }
+
+    if (test_state_has_action(t, A(BARGE_IN))) {
+        return EV(BARGE_IN);
+    }
+
+    if (test_state_has_action(t, A(THINK))) {
+        return EV(TTS_AUDIO);
+    }
+
+    return -1;
+}
+
+
 static void
 test_random_walks(void **state)
 {
-    size_t                              walk, step, len, k;
-    long                                ev;
+    int                                 open;
+    size_t                              walk, step, len, k, settled;
+    long                                ev, follow;
     uint64_t                            s;
     ngx_http_voice_state_e              cur;
     const test_state_row_t             *row;
@@ -1471,9 +1816,12 @@ test_random_walks(void **state)
 
     s = 0x7374617465ULL;
     memset(reached, 0, sizeof(reached));
+    settled = 0;
 
     for (walk = 0; walk < 20000; walk++) {
         cur = ST(CONNECTED);
+        open = 0;
+        follow = -1;
         len = 1 + (size_t) (test_state_rand(&s) % 48);
 
         for (step = 0; step < len; step++) {
@@ -1482,13 +1830,26 @@ test_random_walks(void **state)
 
             k = (size_t) (test_state_rand(&s) % 20);
 
-            if (k < 16) {
+            if (follow >= 0 && k < 15) {
+
+                /*
+                 * Mostly as the session does: the event an action asks
+                 * for comes next.  Otherwise anything may come, and in an
+                 * interruption's steps it must be refused or close.
+                 */
+
+                ev = follow;
+
+            } else if (k < 16) {
                 ev = (long) (test_state_rand(&s) % EV(MAX));
 
-                /* early on, favour session.start so walks get going */
+                /* early on, favour the starts so walks get going */
 
-                if (step == 0 && k < 8) {
+                if (step == 0 && k < 4) {
                     ev = EV(SESSION_START);
+
+                } else if (step == 0 && k < 12) {
+                    ev = EV(AGENT_START);
                 }
 
             } else {
@@ -1504,16 +1865,33 @@ test_random_walks(void **state)
                 row = test_state_lookup(cur, (ngx_http_voice_event_e) ev);
                 assert_non_null(row);
                 test_state_matches(t, row);
+                test_state_check_path(cur, (ngx_http_voice_event_e) ev, t);
 
             } else {
                 assert_int_equal(t->next, cur);
                 assert_int_equal(t->actions[0], A(ERROR_INVALID));
             }
 
+            /* a reply ends once for each start, and only in its states */
+
+            if (cur != ST(CLOSED)) {
+                open = test_state_follow_reply(open, t);
+            }
+
             /* closed is final */
 
             if (cur == ST(CLOSED)) {
                 assert_int_equal(t->next, ST(CLOSED));
+            }
+
+            if (cur == ST(CANCELLING) && t->next == ST(LISTENING)) {
+                settled++;
+            }
+
+            /* what is awaited stays awaited while the state stays */
+
+            if (t->next != cur || follow < 0) {
+                follow = test_state_followup(t);
             }
 
             cur = t->next;
@@ -1523,11 +1901,18 @@ test_random_walks(void **state)
 
     /* the walks did visit every state, or they proved little */
 
-    assert_true(reached[ST(CONNECTED)] > 0);
-    assert_true(reached[ST(STREAMING)] > 0);
-    assert_true(reached[ST(LISTENING)] > 0);
-    assert_true(reached[ST(TRANSCRIBING)] > 0);
-    assert_true(reached[ST(CLOSED)] > 0);
+    for (k = ST(CONNECTED); k < ST(MAX); k++) {
+        if (reached[k] == 0) {
+            print_error("no walk reached %s\n",
+                        ngx_http_voice_state_name(k));
+        }
+
+        assert_true(reached[k] > 0);
+    }
+
+    /* and went through whole interruptions */
+
+    assert_true(settled > 0);
 }
 
 
@@ -1553,6 +1938,11 @@ main(void)
         cmocka_unit_test(test_gateway_messages),
         cmocka_unit_test(test_live_states_alike),
         cmocka_unit_test(test_turn_discipline),
+        cmocka_unit_test(test_speaking_like_thinking),
+        cmocka_unit_test(test_reply_lifecycle),
+        cmocka_unit_test(test_barge_in),
+        cmocka_unit_test(test_interruption_steps),
+        cmocka_unit_test(test_reply_discipline),
         cmocka_unit_test(test_session_end),
         cmocka_unit_test(test_peer_close),
         cmocka_unit_test(test_shutdown),
