@@ -254,7 +254,7 @@ ngx_http_voice_media_listen(ngx_http_voice_session_t *s, int16_t *pcm,
              * that began before the assistant started speaking
              */
 
-            if (s->state == NGX_HTTP_VOICE_ST_SPEAKING
+            if (s->state == NGX_HTTP_VOICE_ST_SPEAKING && s->vad->voiced
                 && ngx_http_voice_media_barge_in(s, NGX_HTTP_VOICE_EV_AUDIO)
                    != NGX_OK)
             {
