@@ -22,7 +22,7 @@ DEBIAN_PACKAGES := nginx nginx-dev build-essential pkg-config \
     liblist-moreutils-perl libipc-run-perl libwww-perl libjson-perl \
     python3-websockets nodejs procps clang libclang-rt-14-dev \
     libcurl4-openssl-dev libpocketsphinx-dev libsphinxbase-dev \
-    pocketsphinx-en-us libespeak-ng-dev
+    pocketsphinx-en-us libespeak-ng-dev chromium libsndfile1-dev
 
 MODULE_SRCS := $(wildcard ngx_http_voice_module/*.[ch] adapters/*.[ch] \
                            state/*.[ch]) config
@@ -51,7 +51,7 @@ UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
 TOOLS       := $(BUILD)/voice-bench $(BUILD)/audio-bench $(BUILD)/vad-bench
 
 .PHONY: all deps module tools unit run test test-unit test-nginx \
-        test-integration test-mock test-stt test-llm test-tts test-curl \
+        test-integration test-mock test-stt test-llm test-tts test-e2e test-curl \
         curl-test-module espeak-probe \
         bench fuzz sphinx-probe clean
 
@@ -157,7 +157,7 @@ run: all
 
 test: all unit
 	@$(MAKE) -s test-unit test-nginx test-mock test-curl test-integration \
-	    test-stt test-llm test-tts
+	    test-stt test-llm test-tts test-e2e
 
 # the labelled set the VAD is tuned and tested on: generated, not kept
 VAD_SET     := $(BUILD)/vad
@@ -203,6 +203,10 @@ test-llm: all
 # speech synthesis and barge-in against the TTS and LLM mocks
 test-tts: all
 	@$(PY) t/tts/run.py
+
+# the web client in headless Chromium, driven by Playwright
+test-e2e: all
+	@cd t/e2e && npm ci --no-audit --no-fund --silent && node run.mjs
 
 # the provider mocks check themselves before anything relies on them
 test-mock: $(BUILD)/.deps
