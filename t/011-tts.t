@@ -130,3 +130,74 @@ GET /t
 --- no_error_log
 [alert]
 [emerg]
+
+
+
+=== TEST 8: Cartesia and ElevenLabs need a voice
+--- config
+    location = /voice {
+        voice;
+        voice_pipeline agent;
+        voice_tts cartesia;
+        voice_tts_url ws://127.0.0.1:1/tts/websocket;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"voice_tts cartesia": needs voice_tts_voice/
+--- no_error_log
+[alert]
+
+
+
+=== TEST 9: ElevenLabs takes speeds from 0.7 to 1.2
+--- config
+    location = /voice {
+        voice;
+        voice_pipeline agent;
+        voice_tts elevenlabs;
+        voice_tts_voice abc;
+        voice_tts_speed 2;
+        voice_tts_url ws://127.0.0.1:1/v1/text-to-speech/abc/stream-input;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"voice_tts elevenlabs": voice_tts_speed must be from 0\.7 to 1\.2/
+--- no_error_log
+[alert]
+
+
+
+=== TEST 10: OpenAI speech is spoken over HTTP
+--- config
+    location = /voice {
+        voice;
+        voice_pipeline agent;
+        voice_tts openai;
+        voice_tts_url ws://127.0.0.1:1/v1/audio/speech;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"voice_tts openai": the URL must start with http:\/\/ or https:\/\//
+--- no_error_log
+[alert]
+
+
+
+=== TEST 11: an espeak-ng voice that does not exist
+--- config
+    location = /voice {
+        voice;
+        voice_pipeline agent;
+        voice_stt off;
+        voice_tts embedded;
+        voice_tts_voice xx-nosuch;
+    }
+--- must_die
+--- suppress_stderr
+--- error_log eval
+qr/\[emerg\] .*"xx-nosuch" is not an espeak-ng voice/
+--- no_error_log
+[alert]
