@@ -9,6 +9,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_voice_module.h"
+
 #include "ngx_http_voice_llm_stream.h"
 #include "ngx_http_voice_llm_wire.h"
 
@@ -563,32 +565,17 @@ static void
 ngx_http_voice_llm_stream_log(ngx_http_voice_llm_stream_t *st,
     const char *what, const u_char *text, size_t len)
 {
-    u_char      *b;
-    size_t       i;
-    ngx_str_t   *key;
-    u_char       buf[NGX_HTTP_VOICE_LLM_LOG_TEXT];
+    u_char      buf[NGX_HTTP_VOICE_LLM_LOG_TEXT];
+    size_t      n;
+    ngx_uint_t  more;
 
-    key = &st->llm->conf->key;
-    b = buf;
-
-    for (i = 0; i < len && b < buf + sizeof(buf) - 8; /* void */ ) {
-
-        if (key->len && len - i >= key->len
-            && ngx_memcmp(text + i, key->data, key->len) == 0)
-        {
-            b = ngx_cpymem(b, "[key]", 5);
-            i += key->len;
-            continue;
-        }
-
-        *b++ = (text[i] < 0x20 || text[i] == 0x7f) ? ' ' : text[i];
-        i++;
-    }
+    n = ngx_http_voice_log_text(buf, sizeof(buf), &st->llm->conf->key, text,
+                                len, &more);
 
     ngx_log_error(NGX_LOG_WARN, st->llm->log, 0,
                   "voice: llm %s %s (status %ui): \"%*s\"%s",
-                  st->llm->engine->name, what, st->status, b - buf, buf,
-                  (i < len) ? "..." : "");
+                  st->llm->engine->name, what, st->status, n, buf,
+                  more ? "..." : "");
 }
 
 

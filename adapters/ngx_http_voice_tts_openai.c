@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "ngx_http_voice_module.h"
 #include "ngx_http_voice_tts.h"
 #include "ngx_http_voice_curl.h"
 
@@ -908,29 +909,14 @@ static void
 ngx_http_voice_oai_tts_log(ngx_http_voice_oai_tts_t *ctx, ngx_uint_t status,
     const u_char *text, size_t len)
 {
-    u_char      *b;
-    size_t       i;
-    ngx_str_t   *key;
-    u_char       buf[NGX_HTTP_VOICE_OAI_TTS_LOG];
+    u_char      buf[NGX_HTTP_VOICE_OAI_TTS_LOG];
+    size_t      n;
+    ngx_uint_t  more;
 
-    key = &ctx->tts->conf->key;
-    b = buf;
-
-    for (i = 0; i < len && b < buf + sizeof(buf) - 8; /* void */ ) {
-
-        if (key->len && len - i >= key->len
-            && ngx_memcmp(text + i, key->data, key->len) == 0)
-        {
-            b = ngx_cpymem(b, "[key]", 5);
-            i += key->len;
-            continue;
-        }
-
-        *b++ = (text[i] < 0x20 || text[i] == 0x7f) ? ' ' : text[i];
-        i++;
-    }
+    n = ngx_http_voice_log_text(buf, sizeof(buf), &ctx->tts->conf->key, text,
+                                len, &more);
 
     ngx_log_error(NGX_LOG_WARN, ctx->tts->log, 0,
                   "voice: tts openai refused (status %ui): \"%*s\"%s",
-                  status, b - buf, buf, (i < len) ? "..." : "");
+                  status, n, buf, more ? "..." : "");
 }

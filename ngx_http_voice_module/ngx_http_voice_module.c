@@ -1404,3 +1404,32 @@ ngx_http_voice_check_bounds(ngx_conf_t *cf, void *post, void *data)
 
     return NGX_CONF_OK;
 }
+
+
+size_t
+ngx_http_voice_log_text(u_char *buf, size_t size, ngx_str_t *key,
+    const u_char *text, size_t len, ngx_uint_t *more)
+{
+    u_char  *b;
+    size_t   i;
+
+    b = buf;
+
+    for (i = 0; i < len && b < buf + size - 8; /* void */ ) {
+
+        if (key->len && len - i >= key->len
+            && ngx_memcmp(text + i, key->data, key->len) == 0)
+        {
+            b = ngx_cpymem(b, "[key]", 5);
+            i += key->len;
+            continue;
+        }
+
+        *b++ = (text[i] < 0x20 || text[i] == 0x7f) ? ' ' : text[i];
+        i++;
+    }
+
+    *more = (i < len);
+
+    return b - buf;
+}

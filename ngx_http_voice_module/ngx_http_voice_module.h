@@ -75,6 +75,14 @@ typedef struct {
 extern ngx_module_t  ngx_http_voice_module;
 
 
+/*
+ * A provider's text made fit for the log: bounded, on one line, and the
+ * key, should the provider quote it, replaced by "[key]".  Returns the
+ * bytes written to buf; *more tells that text was cut.
+ */
+size_t ngx_http_voice_log_text(u_char *buf, size_t size, ngx_str_t *key,
+    const u_char *text, size_t len, ngx_uint_t *more);
+
 /* a provider key from "env:NAME" or "file:PATH" */
 char *ngx_http_voice_read_key(ngx_conf_t *cf, ngx_str_t *spec,
     ngx_str_t *key);
