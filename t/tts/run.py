@@ -66,6 +66,7 @@ SETTINGS = {
 LLM_SCRIPTS = {
     "say": {"text": "{user}.", "ttft": 0.01, "rate": 200},
     "say_slow": {"text": "{user}.", "ttft": 0.01, "rate": 4},
+    "say_now": {"text": "{user}.", "ttft": 0, "rate": 100000},
 }
 
 
