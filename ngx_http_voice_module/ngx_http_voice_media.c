@@ -307,9 +307,8 @@ ngx_http_voice_media_speech(ngx_http_voice_session_t *s,
     }
 
     n = ngx_http_voice_protocol_speech(buf, sizeof(buf),
-                                       event == NGX_HTTP_VOICE_EV_SPEECH_STARTED,
-                                       s->turn, s->speech_pos * 1000
-                                                / NGX_HTTP_VOICE_RATE);
+               event == NGX_HTTP_VOICE_EV_SPEECH_STARTED, s->turn,
+               s->speech_pos * 1000 / NGX_HTTP_VOICE_RATE);
 
     return ngx_http_voice_session_text(s, buf, n);
 }

@@ -895,9 +895,8 @@ ngx_http_voice_session_act(ngx_http_voice_session_t *s,
                                             (char *) in->data, 1);
 
     case NGX_HTTP_VOICE_ACT_ERROR_STT:
-        return ngx_http_voice_session_error(s, "STT_FAIL",
-                                            (char *) in->data,
-                                            event == NGX_HTTP_VOICE_EV_STT_ERROR);
+        return ngx_http_voice_session_error(s, "STT_FAIL", (char *) in->data,
+                   event == NGX_HTTP_VOICE_EV_STT_ERROR);
 
     case NGX_HTTP_VOICE_ACT_CLOSE_INTERNAL:
         return ngx_http_voice_session_close(s, NGX_HTTP_VOICE_WS_INTERNAL,

@@ -418,7 +418,8 @@ ngx_http_voice_state_name(ngx_http_voice_state_e state)
         return "unknown";
     }
 
-    return ngx_http_voice_state_names[state] ? ngx_http_voice_state_names[state] : "unknown";
+    return ngx_http_voice_state_names[state]
+           ? ngx_http_voice_state_names[state] : "unknown";
 }
 
 
@@ -429,7 +430,8 @@ ngx_http_voice_event_name(ngx_http_voice_event_e event)
         return "UNKNOWN";
     }
 
-    return ngx_http_voice_event_names[event] ? ngx_http_voice_event_names[event] : "UNKNOWN";
+    return ngx_http_voice_event_names[event]
+           ? ngx_http_voice_event_names[event] : "UNKNOWN";
 }
 
 
@@ -440,5 +442,6 @@ ngx_http_voice_action_name(ngx_http_voice_action_e action)
         return "UNKNOWN";
     }
 
-    return ngx_http_voice_action_names[action] ? ngx_http_voice_action_names[action] : "UNKNOWN";
+    return ngx_http_voice_action_names[action]
+           ? ngx_http_voice_action_names[action] : "UNKNOWN";
 }
