@@ -530,7 +530,7 @@ ngx_http_voice_llm_tool_done(void *data, ngx_int_t rc, ngx_uint_t status,
     }
 }
 
-/* the calls came back: their results join the conversation, the reply on */
+/* the calls came back: the results join the conversation, the reply goes on */
 /* the calls came back: their results join the conversation, the reply goes on */
 
 ngx_int_t
