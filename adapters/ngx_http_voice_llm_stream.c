@@ -316,34 +316,16 @@ ngx_http_voice_llm_stream_finished(ngx_http_voice_curl_t *req, ngx_int_t rc)
 static void
 ngx_http_voice_llm_stream_refused(ngx_http_voice_llm_stream_t *st)
 {
-    json_t      *root, *error, *message;
+    u_char       text[NGX_HTTP_VOICE_LLM_LOG_TEXT];
+    size_t       n;
     ngx_uint_t   status, retryable;
     const char  *msg;
 
     status = st->status;
 
-    message = NULL;
-    root = json_loadb((const char *) st->error, st->error_len, 0, NULL);
-    error = json_object_get(root, "error");
-
-    if (json_is_object(error)) {
-        message = json_object_get(error, "message");
-
-    } else if (json_is_string(error)) {
-        message = error;
-    }
-
-    if (json_is_string(message)) {
-        ngx_http_voice_llm_stream_log(st, "refused",
-                                      (u_char *) json_string_value(message),
-                                      json_string_length(message));
-
-    } else {
-        ngx_http_voice_llm_stream_log(st, "refused", st->error,
-                                      st->error_len);
-    }
-
-    json_decref(root);
+    n = ngx_http_voice_error_message(st->error, st->error_len, text,
+                                     sizeof(text));
+    ngx_http_voice_llm_stream_log(st, "refused", text, n);
 
     retryable = (status == 429 || status >= 500);
 

@@ -855,33 +855,15 @@ static void
 ngx_http_voice_oai_tts_refused(ngx_http_voice_oai_tts_t *ctx,
     ngx_http_voice_oai_tts_job_t *job)
 {
-    json_t      *root, *error, *message;
+    u_char       text[NGX_HTTP_VOICE_OAI_TTS_LOG];
+    size_t       n;
     ngx_uint_t   status;
     const char  *msg;
 
     status = job->status;
 
-    message = NULL;
-    root = json_loadb((const char *) job->buf, job->len, 0, NULL);
-    error = json_object_get(root, "error");
-
-    if (json_is_object(error)) {
-        message = json_object_get(error, "message");
-
-    } else if (json_is_string(error)) {
-        message = error;
-    }
-
-    if (json_is_string(message)) {
-        ngx_http_voice_oai_tts_log(ctx, status,
-                                   (u_char *) json_string_value(message),
-                                   json_string_length(message));
-
-    } else {
-        ngx_http_voice_oai_tts_log(ctx, status, job->buf, job->len);
-    }
-
-    json_decref(root);
+    n = ngx_http_voice_error_message(job->buf, job->len, text, sizeof(text));
+    ngx_http_voice_oai_tts_log(ctx, status, text, n);
 
     if (status == 401 || status == 403) {
         msg = "the speech provider refused the key";

@@ -11,6 +11,8 @@
 #include <ngx_http.h>
 #include <ngx_sha1.h>
 
+#include <jansson.h>
+
 #include "ngx_http_voice_module.h"
 #include "ngx_http_voice_session.h"
 #include "ngx_http_voice_ws.h"
@@ -1432,4 +1434,41 @@ ngx_http_voice_log_text(u_char *buf, size_t size, ngx_str_t *key,
     *more = (i < len);
 
     return b - buf;
+}
+
+
+/*
+ * What a provider's error body says: the "message" of its "error" object,
+ * or "error" itself when it is a string; otherwise the body as it is.
+ * Copied into buf, bounded by size.
+ */
+
+size_t
+ngx_http_voice_error_message(const u_char *body, size_t len, u_char *buf,
+    size_t size)
+{
+    json_t  *root, *error, *message;
+
+    message = NULL;
+    root = json_loadb((const char *) body, len, 0, NULL);
+    error = json_object_get(root, "error");
+
+    if (json_is_object(error)) {
+        message = json_object_get(error, "message");
+
+    } else if (json_is_string(error)) {
+        message = error;
+    }
+
+    if (json_is_string(message)) {
+        body = (const u_char *) json_string_value(message);
+        len = json_string_length(message);
+    }
+
+    len = ngx_min(len, size);
+    ngx_memcpy(buf, body, len);
+
+    json_decref(root);
+
+    return len;
 }

@@ -83,6 +83,9 @@ extern ngx_module_t  ngx_http_voice_module;
 size_t ngx_http_voice_log_text(u_char *buf, size_t size, ngx_str_t *key,
     const u_char *text, size_t len, ngx_uint_t *more);
 
+size_t ngx_http_voice_error_message(const u_char *body, size_t len,
+    u_char *buf, size_t size);
+
 /* a provider key from "env:NAME" or "file:PATH" */
 char *ngx_http_voice_read_key(ngx_conf_t *cf, ngx_str_t *spec,
     ngx_str_t *key);
