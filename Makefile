@@ -48,11 +48,12 @@ UNIT_INCS    = -I$(NGX_BUILD)/objs -I$(NGX_BUILD)/src/core \
                -I$(NGX_BUILD)/src/event -I$(NGX_BUILD)/src/os/unix \
                -Ingx_http_voice_module -Istate
 
-TOOLS       := $(BUILD)/voice-bench $(BUILD)/audio-bench $(BUILD)/vad-bench
+TOOLS       := $(BUILD)/voice-bench $(BUILD)/audio-bench $(BUILD)/vad-bench \
+               $(BUILD)/voice-client
 
 .PHONY: all deps module tools unit run test test-unit test-nginx \
         test-integration test-mock test-stt test-llm test-tts test-e2e test-curl \
-        curl-test-module espeak-probe \
+        curl-test-module espeak-probe test-cli demo \
         bench fuzz sphinx-probe clean
 
 all: module tools
@@ -124,6 +125,9 @@ tools: $(TOOLS)
 $(BUILD)/voice-bench: tools/voice-bench.c | $(BUILD)/.deps
 	$(CC) $(CFLAGS_TOOL) -o $@ $< -lm
 
+$(BUILD)/voice-client: tools/voice-client.c | $(BUILD)/.deps
+	$(CC) $(CFLAGS_TOOL) -o $@ $< -lsndfile -lsamplerate -ljansson -lm
+
 $(BUILD)/audio-bench: tools/audio-bench.c $(UNIT_audio_SRC) | $(NGX_BUILD)/.configured
 	$(CC) $(CFLAGS_TOOL) $(UNIT_INCS) -o $@ $< $(UNIT_audio)
 
@@ -157,7 +161,7 @@ run: all
 
 test: all unit
 	@$(MAKE) -s test-unit test-nginx test-mock test-curl test-integration \
-	    test-stt test-llm test-tts test-e2e
+	    test-stt test-llm test-tts test-e2e test-cli
 
 # the labelled set the VAD is tuned and tested on: generated, not kept
 VAD_SET     := $(BUILD)/vad
@@ -207,6 +211,14 @@ test-tts: all
 # the web client in headless Chromium, driven by Playwright
 test-e2e: all
 	@cd t/e2e && npm ci --no-audit --no-fund --silent && node run.mjs
+
+# the command line client against the agent, end to end
+test-cli: all
+	@$(PY) t/cli/run.py
+
+# a short spoken conversation with barge-in, printed with its latencies
+demo: all
+	@tools/demo.sh
 
 # the provider mocks check themselves before anything relies on them
 test-mock: $(BUILD)/.deps
