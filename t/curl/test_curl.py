@@ -680,9 +680,12 @@ class Pause(unittest.TestCase):
         c.close()
 
     def test_pause_from_outside_curl(self):
-        c, body = get('/p/%d/big?n=3000000&chunked=1&flap_ms=1' % SRV.port)
+        # big enough to outlast several turns of the 1 ms timer even on
+        # an idle loopback, where 3 MB can pass before it fires once
+        n = 16000000
+        c, body = get('/p/%d/big?n=%d&chunked=1&flap_ms=1' % (SRV.port, n))
         self.assertEqual(c.result(), 'ok 200')
-        self.assertEqual(body, server.pattern(3000000))
+        self.assertEqual(body, server.pattern(n))
         n, late = self.pauses(c)
         self.assertGreater(n, 0)
         self.assertEqual(late, 0)
