@@ -530,8 +530,8 @@ ngx_http_voice_llm_tool_done(void *data, ngx_int_t rc, ngx_uint_t status,
     }
 }
 
+
 /* the calls came back: the results join the conversation, the reply goes on */
-/* the calls came back: their results join the conversation, the reply goes on */
 
 ngx_int_t
 ngx_http_voice_llm_tools_done(ngx_http_voice_llm_t *llm)

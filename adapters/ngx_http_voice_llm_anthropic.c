@@ -90,61 +90,21 @@ ngx_http_voice_ant_init_conf(ngx_conf_t *cf, ngx_http_voice_llm_conf_t *conf)
 static ngx_int_t
 ngx_http_voice_ant_start(ngx_http_voice_llm_t *llm)
 {
-    u_char                       *p;
     json_t                       *body;
     ngx_int_t                     rc;
-    ngx_str_t                    *headers;
-    ngx_uint_t                    n;
-    ngx_http_voice_llm_conf_t    *conf;
     ngx_http_voice_llm_stream_t  *st;
-
-    conf = llm->conf;
 
     ngx_http_voice_llm_stream_cancel(llm);
 
-    st = ngx_http_voice_llm_stream_create(llm,
-                                          sizeof(ngx_http_voice_ant_ctx_t),
+    st = ngx_http_voice_llm_stream_create(llm, sizeof(ngx_http_voice_ant_ctx_t),
                                           ngx_http_voice_ant_event);
     if (st == NULL) {
         return NGX_ERROR;
     }
 
-    headers = ngx_palloc(st->pool, 4 * sizeof(ngx_str_t));
-    if (headers == NULL) {
-        ngx_http_voice_llm_stream_cancel(llm);
-        return NGX_ERROR;
-    }
-
-    n = 0;
-    ngx_str_set(&headers[n], "Content-Type: application/json");
-    n++;
-    ngx_str_set(&headers[n], "Accept: text/event-stream");
-    n++;
-    ngx_str_set(&headers[n], NGX_HTTP_VOICE_ANT_VERSION);
-    n++;
-
-    if (conf->key.len) {
-        p = ngx_pnalloc(st->pool, sizeof("x-api-key: ") - 1 + conf->key.len);
-        if (p == NULL) {
-            ngx_http_voice_llm_stream_cancel(llm);
-            return NGX_ERROR;
-        }
-
-        headers[n].data = p;
-        p = ngx_cpymem(p, "x-api-key: ", sizeof("x-api-key: ") - 1);
-        p = ngx_cpymem(p, conf->key.data, conf->key.len);
-        headers[n].len = p - headers[n].data;
-        n++;
-    }
-
-    body = ngx_http_voice_llm_wire_anthropic(conf, llm->messages);
-    if (body == NULL) {
-        ngx_http_voice_llm_stream_cancel(llm);
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_voice_llm_stream_start(st, body, headers, n);
-
+    body = ngx_http_voice_llm_wire_anthropic(llm->conf, llm->messages);
+    rc = ngx_http_voice_llm_stream_start(st, body, "x-api-key: ",
+                                         NGX_HTTP_VOICE_ANT_VERSION);
     json_decref(body);
 
     return rc;

@@ -103,25 +103,61 @@ ngx_http_voice_llm_stream_create(ngx_http_voice_llm_t *llm, size_t size,
 
 ngx_int_t
 ngx_http_voice_llm_stream_start(ngx_http_voice_llm_stream_t *st,
-    json_t *body, ngx_str_t *headers, ngx_uint_t nheaders)
+    json_t *body, const char *key_header, const char *extra)
 {
+    u_char                         *p;
     char                           *text;
+    size_t                          len;
+    ngx_str_t                      *headers;
+    ngx_uint_t                      n;
     ngx_http_voice_llm_conf_t      *conf;
     ngx_http_voice_curl_request_t   rq;
 
     conf = st->llm->conf;
 
-    text = json_dumps(body, NGX_HTTP_VOICE_LLM_WIRE_DUMP);
-    if (text == NULL) {
+    headers = ngx_palloc(st->pool, 4 * sizeof(ngx_str_t));
+    text = body ? json_dumps(body, NGX_HTTP_VOICE_LLM_WIRE_DUMP) : NULL;
+
+    if (headers == NULL || text == NULL) {
+        free(text);
         ngx_http_voice_llm_stream_free(st);
         return NGX_ERROR;
+    }
+
+    n = 0;
+    ngx_str_set(&headers[n], "Content-Type: application/json");
+    n++;
+    ngx_str_set(&headers[n], "Accept: text/event-stream");
+    n++;
+
+    if (extra) {
+        headers[n].data = (u_char *) extra;
+        headers[n].len = ngx_strlen(extra);
+        n++;
+    }
+
+    if (conf->key.len) {
+        len = ngx_strlen(key_header);
+
+        p = ngx_pnalloc(st->pool, len + conf->key.len);
+        if (p == NULL) {
+            free(text);
+            ngx_http_voice_llm_stream_free(st);
+            return NGX_ERROR;
+        }
+
+        headers[n].data = p;
+        p = ngx_cpymem(p, key_header, len);
+        p = ngx_cpymem(p, conf->key.data, conf->key.len);
+        headers[n].len = p - headers[n].data;
+        n++;
     }
 
     ngx_memzero(&rq, sizeof(ngx_http_voice_curl_request_t));
 
     rq.url = conf->url;
     rq.headers = headers;
-    rq.nheaders = nheaders;
+    rq.nheaders = n;
     rq.body.data = (u_char *) text;
     rq.body.len = ngx_strlen(text);
     rq.connect_timeout = conf->connect_timeout;

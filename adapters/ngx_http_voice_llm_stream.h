@@ -72,9 +72,13 @@ ngx_http_voice_llm_stream_t *ngx_http_voice_llm_stream_create(
     ngx_http_voice_llm_t *llm, size_t size,
     ngx_http_voice_llm_stream_event_pt event);
 
-/* POSTs body (a copy goes out); NGX_ERROR frees the stream */
+/*
+ * POSTs body (a copy goes out; NULL: it could not be built) with the key
+ * after key_header ("Authorization: Bearer ") and, when not NULL, one more
+ * header line; NGX_ERROR frees the stream
+ */
 ngx_int_t ngx_http_voice_llm_stream_start(ngx_http_voice_llm_stream_t *st,
-    json_t *body, ngx_str_t *headers, ngx_uint_t nheaders);
+    json_t *body, const char *key_header, const char *extra);
 
 /* the engines' cancel */
 void ngx_http_voice_llm_stream_cancel(ngx_http_voice_llm_t *llm);

@@ -26,10 +26,8 @@ static json_t *ngx_http_voice_llm_wire_str(ngx_str_t *s);
 static json_t *ngx_http_voice_llm_wire_schema(ngx_http_voice_llm_tool_t *tool,
     json_t **description);
 static json_t *ngx_http_voice_llm_wire_input(ngx_str_t *arguments);
-static json_t *ngx_http_voice_llm_wire_openai_tools(
-    ngx_http_voice_llm_conf_t *conf);
-static json_t *ngx_http_voice_llm_wire_anthropic_tools(
-    ngx_http_voice_llm_conf_t *conf);
+static json_t *ngx_http_voice_llm_wire_tools(ngx_http_voice_llm_conf_t *conf,
+    ngx_uint_t openai);
 
 
 json_t *
@@ -149,7 +147,7 @@ ngx_http_voice_llm_wire_openai(ngx_http_voice_llm_conf_t *conf,
 
     if (conf->tools && conf->tools->nelts) {
         fail |= json_object_set_new(body, "tools",
-                    ngx_http_voice_llm_wire_openai_tools(conf)) != 0;
+                    ngx_http_voice_llm_wire_tools(conf, 1)) != 0;
     }
 
     if (fail) {
@@ -161,8 +159,15 @@ ngx_http_voice_llm_wire_openai(ngx_http_voice_llm_conf_t *conf,
 }
 
 
+/*
+ * The tools as the provider lists them: Anthropic takes {name,
+ * description, input_schema}; OpenAI the same under "function", with
+ * "parameters" for the schema.
+ */
+
 static json_t *
-ngx_http_voice_llm_wire_openai_tools(ngx_http_voice_llm_conf_t *conf)
+ngx_http_voice_llm_wire_tools(ngx_http_voice_llm_conf_t *conf,
+    ngx_uint_t openai)
 {
     json_t                     *tools, *tool, *fn, *schema, *description;
     ngx_uint_t                  i, fail;
@@ -183,12 +188,19 @@ ngx_http_voice_llm_wire_openai_tools(ngx_http_voice_llm_conf_t *conf)
             fail |= json_object_set(fn, "description", description) != 0;
         }
 
-        fail |= json_object_set_new(fn, "parameters", schema) != 0;
+        fail |= json_object_set_new(fn, openai ? "parameters" : "input_schema",
+                                    schema) != 0;
 
-        tool = json_object();
-        fail |= json_object_set_new(tool, "type", json_string("function"))
-                != 0;
-        fail |= json_object_set_new(tool, "function", fn) != 0;
+        if (openai) {
+            tool = json_object();
+            fail |= json_object_set_new(tool, "type",
+                                        json_string("function")) != 0;
+            fail |= json_object_set_new(tool, "function", fn) != 0;
+
+        } else {
+            tool = fn;
+        }
+
         fail |= json_array_append_new(tools, tool) != 0;
     }
 
@@ -299,7 +311,7 @@ ngx_http_voice_llm_wire_anthropic(ngx_http_voice_llm_conf_t *conf,
 
     if (conf->tools && conf->tools->nelts) {
         fail |= json_object_set_new(body, "tools",
-                    ngx_http_voice_llm_wire_anthropic_tools(conf)) != 0;
+                    ngx_http_voice_llm_wire_tools(conf, 0)) != 0;
     }
 
     /* Anthropic takes 0 to 1 */
@@ -314,41 +326,6 @@ ngx_http_voice_llm_wire_anthropic(ngx_http_voice_llm_conf_t *conf,
     }
 
     return body;
-}
-
-
-static json_t *
-ngx_http_voice_llm_wire_anthropic_tools(ngx_http_voice_llm_conf_t *conf)
-{
-    json_t                     *tools, *tool, *schema, *description;
-    ngx_uint_t                  i, fail;
-    ngx_http_voice_llm_tool_t  *t;
-
-    tools = json_array();
-    fail = (tools == NULL);
-    t = conf->tools->elts;
-
-    for (i = 0; i < conf->tools->nelts && !fail; i++) {
-        schema = ngx_http_voice_llm_wire_schema(&t[i], &description);
-
-        tool = json_object();
-        fail |= json_object_set_new(tool, "name",
-                    ngx_http_voice_llm_wire_str(&t[i].name)) != 0;
-
-        if (description) {
-            fail |= json_object_set(tool, "description", description) != 0;
-        }
-
-        fail |= json_object_set_new(tool, "input_schema", schema) != 0;
-        fail |= json_array_append_new(tools, tool) != 0;
-    }
-
-    if (fail) {
-        json_decref(tools);
-        return NULL;
-    }
-
-    return tools;
 }
 
 

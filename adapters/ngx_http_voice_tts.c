@@ -916,6 +916,44 @@ ngx_http_voice_tts_merge_conf(ngx_conf_t *cf, ngx_http_voice_tts_conf_t *prev,
 }
 
 
+/*
+ * For WebSocket engines: conf->url parsed into conf->upstream, with the
+ * location's timeouts and TLS settings and the engine's bounds.
+ */
+
+char *
+ngx_http_voice_tts_upstream(ngx_conf_t *cf, ngx_http_voice_tts_conf_t *conf,
+    size_t send_buffer, size_t max_message)
+{
+    char  *rv;
+
+    rv = ngx_http_voice_upstream_parse_url(cf, &conf->url, &conf->upstream);
+    if (rv != NGX_CONF_OK) {
+        if (rv != NGX_CONF_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"voice_tts_url\" %s",
+                               rv);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    conf->upstream.ssl_verify = conf->ssl_verify;
+    conf->upstream.connect_timeout = conf->connect_timeout;
+    conf->upstream.close_timeout = conf->connect_timeout;
+    conf->upstream.send_buffer = send_buffer;
+    conf->upstream.max_message = max_message;
+
+    if (ngx_http_voice_upstream_ssl(cf, &conf->upstream,
+                                    &conf->ssl_trusted_certificate)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 char *
 ngx_http_voice_tts_engine_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {

@@ -255,6 +255,8 @@ void ngx_http_voice_tts_create_conf(ngx_http_voice_tts_conf_t *conf);
 char *ngx_http_voice_tts_merge_conf(ngx_conf_t *cf,
     ngx_http_voice_tts_conf_t *prev, ngx_http_voice_tts_conf_t *conf,
     ngx_uint_t agent, ngx_uint_t serves);
+char *ngx_http_voice_tts_upstream(ngx_conf_t *cf,
+    ngx_http_voice_tts_conf_t *conf, size_t send_buffer, size_t max_message);
 char *ngx_http_voice_tts_engine_slot(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_voice_tts_key_slot(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -189,8 +189,6 @@ static char *
 ngx_http_voice_cartesia_init_conf(ngx_conf_t *cf,
     ngx_http_voice_tts_conf_t *conf)
 {
-    char  *rv;
-
     if (conf->url.len == 0) {
         ngx_str_set(&conf->url, NGX_HTTP_VOICE_CARTESIA_URL);
     }
@@ -213,30 +211,8 @@ ngx_http_voice_cartesia_init_conf(ngx_conf_t *cf,
         return "cannot send a key with control characters";
     }
 
-    rv = ngx_http_voice_upstream_parse_url(cf, &conf->url, &conf->upstream);
-    if (rv != NGX_CONF_OK) {
-        if (rv != NGX_CONF_ERROR) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"voice_tts_url\" %s",
-                               rv);
-        }
-
-        return NGX_CONF_ERROR;
-    }
-
-    conf->upstream.ssl_verify = conf->ssl_verify;
-    conf->upstream.connect_timeout = conf->connect_timeout;
-    conf->upstream.close_timeout = conf->connect_timeout;
-    conf->upstream.send_buffer = NGX_HTTP_VOICE_CARTESIA_SEND;
-    conf->upstream.max_message = NGX_HTTP_VOICE_CARTESIA_MESSAGE;
-
-    if (ngx_http_voice_upstream_ssl(cf, &conf->upstream,
-                                    &conf->ssl_trusted_certificate)
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return ngx_http_voice_tts_upstream(cf, conf, NGX_HTTP_VOICE_CARTESIA_SEND,
+                                       NGX_HTTP_VOICE_CARTESIA_MESSAGE);
 }
 
 

@@ -232,16 +232,10 @@ ngx_http_voice_el_init_conf(ngx_conf_t *cf, ngx_http_voice_tts_conf_t *conf)
         ngx_str_set(&conf->url, NGX_HTTP_VOICE_EL_HOST);
     }
 
-    conf->upstream.ssl_verify = conf->ssl_verify;
-
-    rv = ngx_http_voice_upstream_parse_url(cf, &conf->url, &conf->upstream);
+    rv = ngx_http_voice_tts_upstream(cf, conf, NGX_HTTP_VOICE_EL_SEND,
+                                     NGX_HTTP_VOICE_EL_MESSAGE);
     if (rv != NGX_CONF_OK) {
-        if (rv != NGX_CONF_ERROR) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "\"voice_tts_url\" %s",
-                               rv);
-        }
-
-        return NGX_CONF_ERROR;
+        return rv;
     }
 
     /* an empty path stands for the provider's, with the voice in it */
@@ -298,18 +292,6 @@ ngx_http_voice_el_init_conf(ngx_conf_t *cf, ngx_http_voice_tts_conf_t *conf)
             return "voice_tts_url: inactivity_timeout must be 1 to 180 "
                    "seconds";
         }
-    }
-
-    conf->upstream.connect_timeout = conf->connect_timeout;
-    conf->upstream.close_timeout = conf->connect_timeout;
-    conf->upstream.send_buffer = NGX_HTTP_VOICE_EL_SEND;
-    conf->upstream.max_message = NGX_HTTP_VOICE_EL_MESSAGE;
-
-    if (ngx_http_voice_upstream_ssl(cf, &conf->upstream,
-                                    &conf->ssl_trusted_certificate)
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

@@ -2257,6 +2257,31 @@ def print_table(outcomes):
             label = ""
 
 
+# the options of the scenarios: name, type, default, what; each may also
+# come from the environment as BENCH_<NAME>
+OPTIONS = [
+    ("seconds", float, 30, "duration of a and b"),
+    ("soak-seconds", float, 600, "duration of c"),
+    ("churn", int, 10000, "sessions of e"),
+    ("workers", int, 1, "nginx worker_processes"),
+    ("codec-seconds", float, 20, "streaming time of each run of f"),
+    ("codec-sessions", int, 500, "sessions of each run of f"),
+    ("codec-budget", float, 70,
+     "percent of one core the sessions of a run of f may need; 0: no cap"),
+    ("pacing-seconds", float, 20, "streaming time of each run of g"),
+    ("stt-seconds", float, 20, "streaming time of the RTT runs of i"),
+    ("stt-sessions", int, 100, "agent sessions beside the echo in i"),
+    ("stt-mem-seconds", float, 10, "streaming time of the memory runs of i"),
+    ("stt-mem-interval", float, 200,
+     "ms of audio per frame of the 1,000-session memory run of i"),
+    ("stt-churn", int, 1000, "agent sessions opened and closed in i"),
+    ("llm-seconds", float, 20, "duration of the RTT runs of j"),
+    ("llm-sessions", int, 100, "agent sessions beside the echo in j"),
+    ("llm-churn", int, 1000, "agent sessions opened and closed in j"),
+    ("tts-sessions", int, 100, "speaking sessions of k"),
+]
+
+
 def parse_options(argv):
     parser = argparse.ArgumentParser(
         description="the standard load scenarios (see the file's header)")
@@ -2265,71 +2290,11 @@ def parse_options(argv):
                              "rtt100 rtt1000 soak mem churn codecs pacing "
                              "costs stt llm tts "
                              "(default: all)")
-    parser.add_argument("--seconds", type=float,
-                        default=env_number("BENCH_SECONDS", 30),
-                        help="duration of a and b (BENCH_SECONDS, 30)")
-    parser.add_argument("--soak-seconds", type=float,
-                        default=env_number("BENCH_SOAK_SECONDS", 600),
-                        help="duration of c (BENCH_SOAK_SECONDS, 600)")
-    parser.add_argument("--churn", type=int,
-                        default=int(env_number("BENCH_CHURN", 10000)),
-                        help="sessions of e (BENCH_CHURN, 10000)")
-    parser.add_argument("--workers", type=int,
-                        default=int(env_number("BENCH_WORKERS", 1)),
-                        help="nginx worker_processes (BENCH_WORKERS, 1)")
-    parser.add_argument("--codec-seconds", type=float,
-                        default=env_number("BENCH_CODEC_SECONDS", 20),
-                        help="streaming time of each run of f "
-                             "(BENCH_CODEC_SECONDS, 20)")
-    parser.add_argument("--codec-sessions", type=int,
-                        default=int(env_number("BENCH_CODEC_SESSIONS", 500)),
-                        help="sessions of each run of f "
-                             "(BENCH_CODEC_SESSIONS, 500)")
-    parser.add_argument("--codec-budget", type=float,
-                        default=env_number("BENCH_CODEC_BUDGET", 70),
-                        help="percent of one core the sessions of a run of "
-                             "f may need; 0: no cap (BENCH_CODEC_BUDGET, "
-                             "70)")
-    parser.add_argument("--pacing-seconds", type=float,
-                        default=env_number("BENCH_PACING_SECONDS", 20),
-                        help="streaming time of each run of g "
-                             "(BENCH_PACING_SECONDS, 20)")
-    parser.add_argument("--stt-seconds", type=float,
-                        default=env_number("BENCH_STT_SECONDS", 20),
-                        help="streaming time of the RTT runs of i "
-                             "(BENCH_STT_SECONDS, 20)")
-    parser.add_argument("--stt-sessions", type=int,
-                        default=int(env_number("BENCH_STT_SESSIONS", 100)),
-                        help="agent sessions beside the echo in i "
-                             "(BENCH_STT_SESSIONS, 100)")
-    parser.add_argument("--stt-mem-seconds", type=float,
-                        default=env_number("BENCH_STT_MEM_SECONDS", 10),
-                        help="streaming time of the memory runs of i "
-                             "(BENCH_STT_MEM_SECONDS, 10)")
-    parser.add_argument("--stt-mem-interval", type=float,
-                        default=env_number("BENCH_STT_MEM_INTERVAL", 200),
-                        help="ms of audio per frame of the 1,000-session "
-                             "memory run of i (BENCH_STT_MEM_INTERVAL, 200)")
-    parser.add_argument("--stt-churn", type=int,
-                        default=int(env_number("BENCH_STT_CHURN", 1000)),
-                        help="agent sessions opened and closed in i "
-                             "(BENCH_STT_CHURN, 1000)")
-    parser.add_argument("--llm-seconds", type=float,
-                        default=env_number("BENCH_LLM_SECONDS", 20),
-                        help="duration of the RTT runs of j "
-                             "(BENCH_LLM_SECONDS, 20)")
-    parser.add_argument("--llm-sessions", type=int,
-                        default=int(env_number("BENCH_LLM_SESSIONS", 100)),
-                        help="agent sessions beside the echo in j "
-                             "(BENCH_LLM_SESSIONS, 100)")
-    parser.add_argument("--llm-churn", type=int,
-                        default=int(env_number("BENCH_LLM_CHURN", 1000)),
-                        help="agent sessions opened and closed in j "
-                             "(BENCH_LLM_CHURN, 1000)")
-    parser.add_argument("--tts-sessions", type=int,
-                        default=int(env_number("BENCH_TTS_SESSIONS", 100)),
-                        help="speaking sessions of k (BENCH_TTS_SESSIONS, "
-                             "100)")
+    for name, kind, default, what in OPTIONS:
+        env = "BENCH_" + name.upper().replace("-", "_")
+        parser.add_argument("--" + name, type=kind,
+                            default=kind(env_number(env, default)),
+                            help="%s (%s, %s)" % (what, env, default))
     opts = parser.parse_args(argv)
 
     chosen = []

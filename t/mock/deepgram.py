@@ -13,7 +13,6 @@ Needs only /usr/bin/python3 and Debian's python3-websockets (10.x, asyncio).
 import argparse
 import asyncio
 import copy
-import datetime
 import hashlib
 import http
 import json
@@ -29,6 +28,8 @@ import uuid
 import websockets
 import websockets.exceptions
 import websockets.legacy.server
+
+import records
 
 LISTEN_PATH = "/v1/listen"
 STATE_PATH = "/_mock/state"
@@ -330,70 +331,42 @@ def validate_query(pairs, strict):
 
 # ---- shared state ----------------------------------------------------------
 
-def _now_iso():
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (
-        now.microsecond // 1000)
-
-
 def _r(x):
     return round(x, 3)
 
 
-class Registry:
-    """All connection records, a change counter for long polls, and the
-    state directory they are written to."""
+class Registry(records.Registry):
+    """The connections."""
 
     def __init__(self, state_dir):
-        self.state_dir = state_dir
+        super().__init__(state_dir)
         self.records = []
-        self.version = 0
-        self.next_id = 1
-        self.changed = asyncio.get_running_loop().create_future()
 
     def new_record(self):
-        rec = Record(self, self.next_id)
-        self.next_id += 1
+        rec = Record(self, self.take_id())
         self.records.append(rec)
         rec.touch()
         return rec
 
-    def bump(self):
-        self.version += 1
-        if not self.changed.done():
-            self.changed.set_result(None)
-        self.changed = asyncio.get_running_loop().create_future()
 
     def snapshot(self):
         return {"version": self.version,
                 "connections": [r.data for r in self.records]}
 
-    async def wait_change(self, since, timeout):
-        deadline = time.monotonic() + timeout
-        while self.version <= since:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                await asyncio.wait_for(asyncio.shield(self.changed), left)
-            except asyncio.TimeoutError:
-                break
 
 
-class Record:
+class Record(records.Record):
     """What one connection did, kept as plain JSON data."""
 
+    DIGITS = 3
+
     def __init__(self, registry, conn_id):
-        self.registry = registry
-        self.t0 = time.monotonic()
-        self.flush_handle = None
-        self.path = os.path.join(registry.state_dir,
-                                 "conn-%d.json" % conn_id)
+        super().__init__(registry, "conn-%d" % conn_id)
         self.data = {
             "id": conn_id,
             "request_id": str(uuid.uuid4()),
             "script": None,
-            "started": _now_iso(),
+            "started": records.now_iso(),
             "remote": None,
             "path": None,
             "query": [],
@@ -414,24 +387,6 @@ class Record:
             "close": None,
             "finished": False,
         }
-
-    def t(self):
-        return _r(time.monotonic() - self.t0)
-
-    def touch(self):
-        self.registry.bump()
-        if self.flush_handle is None:
-            loop = asyncio.get_running_loop()
-            self.flush_handle = loop.call_later(0.02, self.flush)
-
-    def flush(self):
-        if self.flush_handle is not None:
-            self.flush_handle.cancel()
-            self.flush_handle = None
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.data, f, indent=1)
-        os.replace(tmp, self.path)
 
     def violation(self, what, audio_t=None):
         self.data["violations"].append(

@@ -14,7 +14,6 @@ Read t/mock/README.md (section "LLM mock") for the scripts and records.
 import argparse
 import asyncio
 import copy
-import datetime
 import hashlib
 import json
 import os
@@ -25,6 +24,8 @@ import socket
 import sys
 import time
 import urllib.parse
+
+import records
 
 OPENAI_PATH = "/v1/chat/completions"
 ANTHROPIC_PATH = "/v1/messages"
@@ -115,12 +116,6 @@ TOOL_KEYS = {"status", "body", "delay", "headers"}
 
 class ScriptError(Exception):
     pass
-
-
-def _now_iso():
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (
-        now.microsecond // 1000)
 
 
 def _r(x):
@@ -229,62 +224,38 @@ def tokenize(text):
 
 # ---- records ---------------------------------------------------------------
 
-class Registry:
-    """Every record, a change counter for long polls, and the directory the
-    records are written to."""
+class Registry(records.Registry):
+    """The model requests and the tool calls."""
 
     def __init__(self, state_dir):
-        self.state_dir = state_dir
+        super().__init__(state_dir)
         self.requests = []
         self.tool_calls = []
-        self.version = 0
-        self.next_id = 1
-        self.changed = asyncio.get_running_loop().create_future()
 
     def new_record(self, kind):
-        rec = Record(self, self.next_id, kind)
-        self.next_id += 1
+        rec = Record(self, self.take_id(), kind)
         (self.tool_calls if kind == "tool" else self.requests).append(rec)
         rec.touch()
         return rec
 
-    def bump(self):
-        self.version += 1
-        if not self.changed.done():
-            self.changed.set_result(None)
-        self.changed = asyncio.get_running_loop().create_future()
 
     def snapshot(self):
         return {"version": self.version,
                 "requests": [r.data for r in self.requests],
                 "tool_calls": [r.data for r in self.tool_calls]}
 
-    async def wait_change(self, since, timeout):
-        deadline = time.monotonic() + timeout
-        while self.version <= since:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                await asyncio.wait_for(asyncio.shield(self.changed), left)
-            except asyncio.TimeoutError:
-                break
 
 
-class Record:
+class Record(records.Record):
     """What one request did, as plain JSON data."""
 
     def __init__(self, registry, rid, kind):
-        self.registry = registry
-        self.t0 = time.monotonic()
-        self.flush_handle = None
-        self.path = os.path.join(registry.state_dir,
-                                 "%s-%d.json" % (kind, rid))
+        super().__init__(registry, "%s-%d" % (kind, rid))
         self.data = {
             "id": rid,
             "kind": kind,
             "conn": None,
-            "started": _now_iso(),
+            "started": records.now_iso(),
             "wall": time.time(),
             "method": None,
             "path": None,
@@ -305,24 +276,6 @@ class Record:
             "client_closed": None,
             "finished": False,
         }
-
-    def t(self):
-        return _r(time.monotonic() - self.t0)
-
-    def touch(self):
-        self.registry.bump()
-        if self.flush_handle is None:
-            loop = asyncio.get_running_loop()
-            self.flush_handle = loop.call_later(0.02, self.flush)
-
-    def flush(self):
-        if self.flush_handle is not None:
-            self.flush_handle.cancel()
-            self.flush_handle = None
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.data, f, indent=1)
-        os.replace(tmp, self.path)
 
     def violation(self, what):
         self.data["violations"].append({"t": self.t(), "what": what})

@@ -18,13 +18,14 @@ import struct
 import subprocess
 import sys
 import tempfile
-import traceback
 import unittest
 import urllib.parse
 import zlib
 
 import websockets
 import websockets.exceptions
+
+import selftest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MOCK = os.path.join(HERE, "tts.py")
@@ -960,43 +961,7 @@ class State(unittest.TestCase):
 
 
 def main():
-    global PORT, STATE
-    tmp = tempfile.mkdtemp(prefix="tts-mock-test-")
-    STATE = os.path.join(tmp, "state")
-    lib = os.path.join(tmp, "lib.json")
-    with open(lib, "w") as f:
-        json.dump(LIBRARY, f)
-    proc = subprocess.Popen([sys.executable, MOCK, "--port", "0",
-                             "--state-dir", STATE, "--key", KEY,
-                             "--script", lib], stdout=subprocess.PIPE)
-    passed = failed = 0
-    try:
-        line = proc.stdout.readline().decode().split()
-        if len(line) != 2 or line[0] != "READY":
-            raise RuntimeError("the mock did not start")
-        PORT = int(line[1])
-        suite = unittest.defaultTestLoader.loadTestsFromModule(
-            sys.modules[__name__])
-        result = unittest.TextTestRunner(stream=sys.stdout,
-                                         verbosity=2).run(suite)
-        failed = len(result.failures) + len(result.errors)
-        passed = result.testsRun - failed
-    except Exception:
-        traceback.print_exc()
-        failed += 1
-    finally:
-        proc.terminate()
-        try:
-            rc = proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
-        if rc != 0:
-            print("FAIL: the mock exited with %s" % rc)
-            failed += 1
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("tts mock: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return selftest.run("tts mock", MOCK, KEY, LIBRARY, sys.modules[__name__])
 
 
 if __name__ == "__main__":

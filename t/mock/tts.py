@@ -25,7 +25,6 @@ import array
 import asyncio
 import base64
 import copy
-import datetime
 import email.utils
 import http
 import json
@@ -43,6 +42,8 @@ import zlib
 import websockets.server
 from websockets.connection import OPEN, SEND_EOF
 from websockets.frames import Opcode
+
+import records
 
 CARTESIA_PATH = "/tts/websocket"
 ELEVEN_RE = re.compile(r"^/v1/text-to-speech/([^/]+)/stream-input$")
@@ -247,72 +248,43 @@ def load_scripts(path):
 
 # ---- records ---------------------------------------------------------------
 
-def _now_iso():
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (
-        now.microsecond // 1000)
-
-
 def _r(x):
     return round(x, 4)
 
 
-class Registry:
-    """All records, a change counter for long polls, and the state
-    directory they are written to."""
+class Registry(records.Registry):
+    """The WebSocket connections and the HTTP requests."""
 
     def __init__(self, state_dir):
-        self.state_dir = state_dir
+        super().__init__(state_dir)
         self.connections = []
         self.requests = []
-        self.version = 0
-        self.next_id = 1
-        self.changed = asyncio.get_running_loop().create_future()
 
     def new_record(self, http):
-        rec = Record(self, self.next_id, http)
-        self.next_id += 1
+        rec = Record(self, self.take_id(), http)
         (self.requests if http else self.connections).append(rec)
         rec.touch()
         return rec
 
-    def bump(self):
-        self.version += 1
-        if not self.changed.done():
-            self.changed.set_result(None)
-        self.changed = asyncio.get_running_loop().create_future()
 
     def snapshot(self):
         return {"version": self.version,
                 "connections": [r.data for r in self.connections],
                 "requests": [r.data for r in self.requests]}
 
-    async def wait_change(self, since, timeout):
-        deadline = time.monotonic() + timeout
-        while self.version <= since:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                await asyncio.wait_for(asyncio.shield(self.changed), left)
-            except asyncio.TimeoutError:
-                break
 
 
-class Record:
+class Record(records.Record):
     """What one connection (WebSocket) or request (HTTP) did, as JSON."""
 
     def __init__(self, registry, rid, http):
-        self.registry = registry
-        self.t0 = time.monotonic()
-        self.flush_handle = None
-        self.path = os.path.join(registry.state_dir, "%s-%d.json" % (
-            "request" if http else "conn", rid))
+        super().__init__(registry, "%s-%d" % ("request" if http else "conn",
+                                              rid))
         self.data = {
             "id": rid,
             "provider": None,
             "script": None,
-            "started": _now_iso(),
+            "started": records.now_iso(),
             "wall": time.time(),
             "remote": None,
             "method": None,
@@ -332,24 +304,6 @@ class Record:
             "violations": [],
             "finished": False,
         }
-
-    def t(self):
-        return _r(time.monotonic() - self.t0)
-
-    def touch(self):
-        self.registry.bump()
-        if self.flush_handle is None:
-            loop = asyncio.get_running_loop()
-            self.flush_handle = loop.call_later(0.02, self.flush)
-
-    def flush(self):
-        if self.flush_handle is not None:
-            self.flush_handle.cancel()
-            self.flush_handle = None
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.data, f, indent=1)
-        os.replace(tmp, self.path)
 
     def violation(self, what, **extra):
         v = {"t": self.t(), "wall": time.time(), "what": what}
