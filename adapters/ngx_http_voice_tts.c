@@ -66,7 +66,7 @@ static ngx_conf_enum_t  ngx_http_voice_tts_names[] = {
 
 ngx_http_voice_tts_t *
 ngx_http_voice_tts_open(ngx_http_voice_tts_conf_t *conf, void *session,
-    ngx_http_request_t *r, ngx_uint_t out_rate)
+    ngx_http_request_t *r, ngx_uint_t out_rate, ngx_uint_t quality)
 {
     size_t                 size;
     ngx_pool_cleanup_t    *cln;
@@ -106,7 +106,7 @@ ngx_http_voice_tts_open(ngx_http_voice_tts_conf_t *conf, void *session,
     }
 
     if (ngx_http_voice_resampler_init(&tts->resampler, tts->rate, out_rate,
-                                      NGX_HTTP_VOICE_RESAMPLE_FASTEST)
+                                      quality)
         != NGX_OK)
     {
         tts->engine->close(tts);
@@ -134,7 +134,6 @@ ngx_http_voice_tts_begin(ngx_http_voice_tts_t *tts, ngx_uint_t turn,
 
     tts->turn = turn;
     tts->reply = reply;
-    tts->asked = ngx_current_msec;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, tts->log, 0,
                    "voice: tts reply to turn %ui begins", turn);
@@ -290,11 +289,9 @@ ngx_http_voice_tts_audio(ngx_http_voice_tts_t *tts, const u_char *data,
     if (!tts->speaking) {
         tts->speaking = 1;
         tts->start = ngx_http_voice_media_position(s);
-        tts->first_audio = ngx_current_msec - tts->asked;
 
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, tts->log, 0,
-                       "voice: tts first audio of turn %ui after %M ms",
-                       tts->turn, tts->first_audio);
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, tts->log, 0,
+                       "voice: tts first audio of turn %ui", tts->turn);
 
         if (ngx_http_voice_session_event(s, NGX_HTTP_VOICE_EV_TTS_AUDIO,
                                          NULL)
@@ -502,7 +499,6 @@ ngx_http_voice_tts_fail(ngx_http_voice_tts_t *tts, const char *message)
     ngx_http_voice_input_t  in;
 
     tts->failed = 1;
-    tts->error = message;
 
     if (tts->timer.timer_set) {
         ngx_del_timer(&tts->timer);

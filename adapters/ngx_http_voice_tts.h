@@ -171,10 +171,7 @@ struct ngx_http_voice_tts_s {
     ngx_uint_t                          scan_words;    /* word_end's */
     size_t                              scan_offset;
     size_t                              spoken;    /* reply bytes heard */
-    ngx_msec_t                          asked;     /* when the reply began */
-    ngx_msec_t                          first_audio;  /* ms after asked */
     ngx_event_t                         timer;     /* audio overdue */
-    const char                         *error;
     u_char                              odd;       /* a half sample */
     unsigned                            carried:1; /* odd holds one */
     unsigned                            speaking:1;    /* audio queued */
@@ -237,7 +234,7 @@ ngx_int_t ngx_http_voice_tts_failed(ngx_http_voice_tts_t *tts,
 /* the session's side */
 ngx_http_voice_tts_t *ngx_http_voice_tts_open(
     ngx_http_voice_tts_conf_t *conf, void *session, ngx_http_request_t *r,
-    ngx_uint_t out_rate);
+    ngx_uint_t out_rate, ngx_uint_t quality);
 ngx_int_t ngx_http_voice_tts_begin(ngx_http_voice_tts_t *tts,
     ngx_uint_t turn, ngx_str_t *reply);
 ngx_int_t ngx_http_voice_tts_text(ngx_http_voice_tts_t *tts);

@@ -1055,7 +1055,8 @@ ngx_http_voice_session_listen(ngx_http_voice_session_t *s)
 
     if (s->llm && s->conf->tts.engine != NGX_HTTP_VOICE_TTS_OFF) {
         s->tts = ngx_http_voice_tts_open(&s->conf->tts, s, s->request,
-                                         s->encoder.rate);
+                                         s->encoder.rate,
+                                         s->conf->resample_quality);
 
         if (s->tts == NULL) {
             ngx_log_error(NGX_LOG_ERR, s->connection->log, 0,
